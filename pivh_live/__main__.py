@@ -1,0 +1,3 @@
+from pivh_live.cli import main
+
+raise SystemExit(main())
