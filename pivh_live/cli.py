@@ -23,6 +23,9 @@ log = logging.getLogger("pivh_live")
 COMMANDS: dict[str, tuple[str, str]] = {
     "phantom": ("pivh_live.commands.phantom", "generate a synthetic cranial-ultrasound dataset"),
     "check-data": ("pivh_live.commands.check_data", "validate a dataset directory"),
+    "train": ("pivh_live.commands.train", "train the PIVH network on a dataset"),
+    "evaluate": ("pivh_live.commands.evaluate", "evaluate a model bundle on a dataset"),
+    "export": ("pivh_live.commands.export", "export a checkpoint to a model bundle"),
 }
 
 
