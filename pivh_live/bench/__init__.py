@@ -1,0 +1,1 @@
+"""Benchmarks: latency statistics and timing loops (separate from the tests)."""

@@ -1,0 +1,99 @@
+"""Reference PyTorch engine: runs the bundle's model.pt with pivh_live.training.network.PivhNet.
+
+Used to check the ONNX and TensorRT engines against the training code; needs
+the ``train`` extra (torch).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+import numpy as np
+
+from pivh_live.bundle import OUTPUT_NAMES, ModelBundle
+from pivh_live.engines.base import Engine, register_engine
+from pivh_live.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+TORCH_MISSING = "torch is not installed; pip install 'pivh-live[train]'"
+
+
+def outputs_as_dict(outputs: Any) -> dict[str, Any]:
+    """PivhNet's forward result (tuple in OUTPUT_NAMES order, or a dict) -> dict by name."""
+    if isinstance(outputs, dict):
+        return {name: outputs[name] for name in OUTPUT_NAMES}
+    return dict(zip(OUTPUT_NAMES, outputs, strict=True))
+
+
+def load_torch_model(weights: dict[str, Any]) -> Any:
+    """{"model_config", "state_dict"} -> PivhNet in eval mode (on the CPU)."""
+    from pivh_live.training.network import ModelConfig, PivhNet
+
+    raw = dict(weights["model_config"])
+    if hasattr(ModelConfig, "from_dict"):
+        config = ModelConfig.from_dict(raw)
+    else:
+        config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    model = PivhNet(config)
+    model.load_state_dict(weights["state_dict"])
+    return model.eval()
+
+
+@register_engine("torch")
+class TorchEngine(Engine):
+    """PivhNet in eval mode under torch.inference_mode.
+
+    ``device``: "auto" (CUDA when available), "cpu" or "cuda". ``threads``:
+    torch intra-op threads on the CPU (None leaves torch's setting alone).
+    """
+
+    def __init__(
+        self, bundle: ModelBundle, *, device: str = "auto", threads: int | None = None
+    ) -> None:
+        super().__init__(bundle)
+        if bundle.torch_path is None:
+            raise EngineError(
+                f"bundle {bundle.path} has no model.pt; re-export it with `pivh-live export` "
+                "or use the onnxruntime engine"
+            )
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device not in ("cpu", "cuda"):
+            raise EngineError(f"torch device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise EngineError("torch sees no CUDA GPU here; use device=cpu")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        weights = torch.load(bundle.torch_path, map_location="cpu", weights_only=True)
+        try:
+            self._model = load_torch_model(weights).to(device)
+        except (KeyError, RuntimeError, TypeError) as e:
+            raise EngineError(
+                f"{bundle.torch_path} does not fit PivhNet ({str(e).splitlines()[0]}); "
+                "re-export the bundle"
+            ) from e
+        self._torch = torch
+        self.device = torch.device(device)
+        log.info("torch %s engine on %s", torch.__version__, self.device)
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if importlib.util.find_spec("torch") is None:
+            return TORCH_MISSING
+        return None
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        batch = self._check_batch(batch)
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, non_blocking=False)
+            outputs = outputs_as_dict(self._model(x))
+            return {k: v.float().cpu().numpy() for k, v in outputs.items()}
+
+    def close(self) -> None:
+        self._model = None

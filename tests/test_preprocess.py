@@ -1,0 +1,142 @@
+import cv2
+import numpy as np
+import pytest
+
+from pivh_live.preprocess import (
+    INPUT_SIZE,
+    heatmap_to_region,
+    letterbox,
+    letterbox_geometry,
+    preprocess,
+    preprocess_batch,
+    to_gray,
+)
+
+
+def _disc(h: int, w: int, cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "size", "expected"),
+    [
+        (1080, 1920, 256, (144, 256, 56, 0)),
+        (600, 800, 256, (192, 256, 32, 0)),
+        (800, 600, 256, (256, 192, 0, 32)),
+        (500, 500, 256, (256, 256, 0, 0)),
+        (300, 500, 32, (19, 32, 6, 0)),
+    ],
+)
+def test_letterbox_geometry(h, w, size, expected):
+    geo = letterbox_geometry(h, w, size)
+    assert (geo.content_h, geo.content_w, geo.top, geo.left) == expected
+    assert geo.top + geo.content_h <= size and geo.left + geo.content_w <= size
+
+
+def test_letterbox_pads_with_exact_zeros_and_keeps_content():
+    image = np.full((1080, 1920), 255, dtype=np.uint8)
+    out = letterbox(image)
+    assert out.shape == (INPUT_SIZE, INPUT_SIZE) and out.dtype == np.uint8
+    assert np.all(out[56 : 56 + 144] == 255)
+    assert np.all(out[:56] == 0) and np.all(out[56 + 144 :] == 0)
+
+
+def test_letterbox_matches_pad_then_resize_closely():
+    # Smooth content: the halving pyramid and the direct area resize agree closely.
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 1, (1080, 1920)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 25)
+    image = cv2.normalize(smooth, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    padded = cv2.copyMakeBorder(image, 420, 420, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    reference = cv2.resize(padded, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
+    diff = np.abs(letterbox(image).astype(np.float32) - reference)
+    assert diff.mean() < 1.0
+    assert diff[60:196].max() <= 3  # away from the content border
+
+
+def test_letterbox_bool_mask_becomes_coverage_fraction():
+    mask = np.zeros((300, 600), dtype=bool)
+    mask[:, :300] = True
+    out = letterbox(mask, size=32)
+    assert out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    geo = letterbox_geometry(300, 600, 32)
+    area = geo.content_h * geo.content_w
+    assert out.sum() == pytest.approx(0.5 * area, rel=0.02)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_letterbox_keeps_dtype_and_channels(dtype):
+    image = np.ones((40, 80, 3), dtype=dtype)
+    out = letterbox(image, size=16)
+    assert out.dtype == dtype and out.shape == (16, 16, 3)
+
+
+def test_points_map_to_letterbox_and_back():
+    geo = letterbox_geometry(700, 1000, 256)
+    for x, y in [(0, 0), (999, 699), (512.5, 300.25)]:
+        u, v = geo.to_letterbox(x, y)
+        assert geo.to_region(u, v) == pytest.approx((x, y))
+    # A blob at region (800, 200) lands where to_letterbox says.
+    image = (_disc(700, 1000, 800, 200, 20) * 255).astype(np.uint8)
+    out = letterbox(image, 256).astype(np.float64)
+    vv, uu = np.mgrid[0:256, 0:256]
+    centroid = ((out * uu).sum() / out.sum(), (out * vv).sum() / out.sum())
+    assert centroid == pytest.approx(geo.to_letterbox(800, 200), abs=0.5)
+
+
+@pytest.mark.parametrize(("size", "min_iou"), [(32, 0.85), (256, 0.97)])
+def test_heatmap_to_region_round_trip(size, min_iou):
+    region_shape = (480, 640)
+    mask = _disc(*region_shape, cx=420, cy=150, r=60) | _disc(*region_shape, cx=150, cy=330, r=45)
+    heatmap = letterbox(mask, size=size)
+    back = heatmap_to_region(heatmap[None], region_shape)
+    assert back.shape == region_shape and back.dtype == np.float32
+    assert _iou(back >= 0.5, mask) >= min_iou
+
+
+def test_heatmap_to_region_rejects_non_square():
+    with pytest.raises(ValueError, match="square"):
+        heatmap_to_region(np.zeros((8, 4), np.float32), (10, 10))
+
+
+def test_to_gray_orders_and_shapes():
+    blue_bgr = np.zeros((4, 5, 3), np.uint8)
+    blue_bgr[..., 0] = 255
+    assert np.all(to_gray(blue_bgr) == 29)  # 0.114 * 255
+    assert np.all(to_gray(blue_bgr, order="rgb") == 76)  # first channel read as red: 0.299 * 255
+    bgra = np.dstack([blue_bgr, np.full((4, 5), 7, np.uint8)])
+    assert np.all(to_gray(bgra) == 29)
+    gray = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    assert to_gray(gray) is gray
+    assert np.array_equal(to_gray(gray[..., None]), gray)
+    with pytest.raises(ValueError, match="uint8"):
+        to_gray(gray.astype(np.float32))
+    with pytest.raises(ValueError, match="order"):
+        to_gray(blue_bgr, order="hsv")
+
+
+def test_preprocess_scales_to_unit_range_with_zero_padding():
+    image = np.full((200, 400), 255, dtype=np.uint8)
+    x = preprocess(image)
+    assert x.shape == (1, INPUT_SIZE, INPUT_SIZE) and x.dtype == np.float32
+    assert x.max() == pytest.approx(1.0) and x.min() == 0.0
+    assert np.all(x[0, :64] == 0.0) and np.all(x[0, 64:192] == pytest.approx(1.0))
+
+
+def test_preprocess_batch_matches_single_calls_and_out_buffer():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w), dtype=np.uint8) for h, w in [(300, 500), (256, 256)]]
+    batch = preprocess_batch(images)
+    assert batch.shape == (2, 1, INPUT_SIZE, INPUT_SIZE)
+    for i, image in enumerate(images):
+        assert np.array_equal(batch[i], preprocess(image))
+    out = np.empty((1, 64, 64), np.float32)
+    assert preprocess(images[0], size=64, out=out) is out
+    with pytest.raises(ValueError, match="out must be"):
+        preprocess(images[0], out=np.empty((1, 64, 64), np.float32))
