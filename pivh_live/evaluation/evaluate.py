@@ -1,0 +1,420 @@
+"""``pivh-live evaluate``: run a bundle over a dataset and report honest metrics.
+
+Every frame of every case goes through the engine (raw outputs cached in
+OUT/predictions.npz); clip results come from ``smoothing.summarize_clip``, the
+live pipeline's own temporal logic. Writes OUT/metrics.json, OUT/frames.csv,
+OUT/clips.csv, PNG plots and the self-contained OUT/report.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pivh_live import DISCLAIMER, __version__
+from pivh_live.errors import ConfigError, DatasetError, EngineError
+from pivh_live.evaluation import metrics as m
+from pivh_live.evaluation import plots, summary
+from pivh_live.evaluation.report import render_report
+from pivh_live.frames import N_GRADES
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.npz"
+CACHE_VERSION = 3
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Raw engine outputs for every decoded frame, in case order."""
+
+    key: str
+    case_ids: tuple[str, ...]
+    case_index: np.ndarray  # (N,) int
+    frame: np.ndarray  # (N,) int
+    t_s: np.ndarray  # (N,) float
+    grade_probs: np.ndarray  # (N, 5) float32
+    p_valid: np.ndarray  # (N,) float32
+    motion: np.ndarray  # (N,) mean |gray difference| to the previous frame, NaN for the first
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path,
+            key=np.array(self.key),
+            case_ids=np.array(self.case_ids, dtype=str),
+            case_index=self.case_index,
+            frame=self.frame,
+            t_s=self.t_s,
+            grade_probs=self.grade_probs,
+            p_valid=self.p_valid,
+            motion=self.motion,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Predictions:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                key=str(z["key"]),
+                case_ids=tuple(str(c) for c in z["case_ids"]),
+                case_index=z["case_index"],
+                frame=z["frame"],
+                t_s=z["t_s"],
+                grade_probs=z["grade_probs"],
+                p_valid=z["p_valid"],
+                motion=z["motion"],
+            )
+
+
+def _load_cache(path: Path) -> Predictions | None:
+    try:
+        return Predictions.load(path)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        log.warning("ignoring unreadable %s (%s); scoring again", path, e)
+        return None
+
+
+def _cache_key(bundle: Any, engine: str, cases: list[Any]) -> str:
+    """Bundle hash + engine + each case's media identity and roi: a change means re-scoring."""
+    media = []
+    for case in cases:
+        path = Path(case.media)
+        st = path.stat() if path.exists() else None
+        size, mtime = (st.st_size, st.st_mtime_ns) if st else (-1, -1)
+        media.append([case.case_id, path.name, size, mtime, repr(case.roi)])
+    return json.dumps(
+        {"v": CACHE_VERSION, "sha256": bundle.onnx_sha256, "engine": engine, "media": media},
+        sort_keys=True,
+    )
+
+
+def frame_motion(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute gray difference to the previous frame (docs/smoothing.md); NaN first."""
+    out = np.full(len(frames), np.nan)
+    for i in range(1, len(frames)):
+        diff = np.abs(frames[i].astype(np.int16) - frames[i - 1].astype(np.int16))
+        out[i] = float(diff.mean())
+    return out
+
+
+def _score_cases(engine: Any, cases: list[Any], batch_size: int, key: str) -> Predictions:
+    from tqdm import tqdm
+
+    from pivh_live.dataset import load_frames
+
+    idx, frame, t_s, probs, p_valid, motion = [], [], [], [], [], []
+    with tqdm(desc="scoring", unit="frame", disable=None) as bar:
+        for ci, case in enumerate(cases):
+            frames, fps = load_frames(case)
+            n = len(frames)
+            for start in range(0, n, batch_size):
+                scores = engine.score_batch(list(frames[start : start + batch_size]))
+                if len(scores) != min(batch_size, n - start):
+                    raise EngineError(f"engine returned {len(scores)} scores for a batch")
+                probs.extend(s.grade_probs for s in scores)
+                p_valid.extend(s.p_valid for s in scores)
+                bar.update(len(scores))
+            idx.append(np.full(n, ci))
+            frame.append(np.arange(n))
+            t_s.append(np.arange(n) / float(fps))
+            motion.append(frame_motion(frames))
+            bar.set_postfix(case=f"{ci + 1}/{len(cases)}")
+    return Predictions(
+        key=key,
+        case_ids=tuple(c.case_id for c in cases),
+        case_index=np.concatenate(idx).astype(np.int64) if idx else np.zeros(0, np.int64),
+        frame=np.concatenate(frame).astype(np.int64) if frame else np.zeros(0, np.int64),
+        t_s=np.concatenate(t_s) if t_s else np.zeros(0),
+        grade_probs=np.asarray(probs, dtype=np.float32).reshape(-1, N_GRADES),
+        p_valid=np.asarray(p_valid, dtype=np.float32),
+        motion=np.concatenate(motion) if motion else np.zeros(0),
+    )
+
+
+def _frame_labels(cases: list[Any], pred: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame visible grade (-1 no brain, -2 unlabelled) and valid (1/0, -1 unlabelled)."""
+    from pivh_live.dataset import load_frame_labels
+
+    grade = np.full(len(pred.frame), -2, dtype=np.int64)
+    valid = np.full(len(pred.frame), -1, dtype=np.int64)
+    for ci, case in enumerate(cases):
+        labels = load_frame_labels(case)
+        if labels is None:
+            continue
+        rows = np.flatnonzero(pred.case_index == ci)
+        lab_frame = np.asarray(labels.frame, dtype=np.int64)
+        if len(lab_frame) != len(rows):
+            log.warning(
+                "case %s: %d frame labels for %d decoded frames; unmatched frames are unlabelled",
+                case.case_id,
+                len(lab_frame),
+                len(rows),
+            )
+        ok = (lab_frame >= 0) & (lab_frame < len(rows))
+        grade[rows[lab_frame[ok]]] = np.asarray(labels.visible_grade)[ok]
+        valid[rows[lab_frame[ok]]] = np.asarray(labels.valid, dtype=bool)[ok].astype(np.int64)
+    return grade, valid
+
+
+def _summarize_clips(cases: list[Any], pred: Predictions, thresholds: dict[str, float]) -> list:
+    from pivh_live.smoothing import SmoothingConfig, summarize_clip
+
+    config = SmoothingConfig.from_thresholds(
+        thresholds["pivh"], thresholds["severe"], thresholds["valid"]
+    )
+    results = []
+    for ci in range(len(cases)):
+        rows = pred.case_index == ci
+        results.append(
+            summarize_clip(
+                pred.t_s[rows],
+                pred.grade_probs[rows],
+                pred.p_valid[rows],
+                config,
+                motion=pred.motion[rows],
+            )
+        )
+    return results
+
+
+def _dataset_info(data_dir: Path, cases: list[Any], grade: np.ndarray) -> dict[str, Any]:
+    info: dict[str, Any] = {"path": str(data_dir), "name": data_dir.name, "seed": None}
+    meta_path = data_dir / "phantom.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            log.warning("cannot read %s (%s); dataset name/seed not recorded", meta_path, e)
+            meta = {}
+        if isinstance(meta, dict):
+            info["name"] = meta.get("name", info["name"])
+            info["seed"] = meta.get("seed")
+            info["phantom"] = meta
+    clip_counts = Counter(int(c.clip_grade) for c in cases)
+    frame_counts = Counter(int(g) for g in grade)
+    info |= {
+        "n_cases": len(cases),
+        "n_frames": len(grade),
+        "n_labelled_frames": int((grade >= 0).sum()),
+        "clip_grade_counts": [clip_counts.get(g, 0) for g in range(N_GRADES)],
+        "frame_grade_counts": {
+            "no_brain": frame_counts.get(-1, 0),
+            "unlabelled": frame_counts.get(-2, 0),
+            **{str(g): frame_counts.get(g, 0) for g in range(N_GRADES)},
+        },
+        "splits": dict(Counter(str(getattr(c, "split", "") or "none") for c in cases)),
+    }
+    return info
+
+
+def training_overlap(card: dict[str, Any], data_dir: Path, dataset: dict[str, Any]) -> str | None:
+    """Why the evaluation data may share cases with the training data, or None."""
+    training = card.get("training_data") or {}
+    train_dir = training.get("train")
+    if train_dir and Path(train_dir).resolve() == data_dir.resolve():
+        return f"{data_dir} is the directory the model was trained on"
+    meta, train_meta = dataset.get("phantom") or {}, training.get("dataset") or {}
+    keys = ("generator", "seed")
+    if meta.get("seed") is not None and all(meta.get(k) == train_meta.get(k) for k in keys):
+        # The phantom seeds case i from (seed, i): the same seed repeats the same clips.
+        return f"{data_dir} is a phantom with the training data's seed {meta['seed']}"
+    return None
+
+
+def _write_tables(
+    out: Path, cases: list[Any], pred: Predictions, fa: summary.FrameArrays, clips: list[Any]
+) -> None:
+    p_pivh, p_sev = fa.p_pivh, fa.p_severe
+    with open(out / "frames.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "case_id",
+                "frame",
+                "t_s",
+                "visible_grade",
+                "valid",
+                "p_pivh",
+                "p_severe",
+                "p_valid",
+                *(f"p_grade{g}" for g in range(N_GRADES)),
+            ]
+        )
+        for i in range(len(pred.frame)):
+            w.writerow(
+                [
+                    pred.case_ids[pred.case_index[i]],
+                    int(pred.frame[i]),
+                    f"{pred.t_s[i]:.4f}",
+                    "" if fa.visible_grade[i] == -2 else int(fa.visible_grade[i]),
+                    "" if fa.valid[i] < 0 else int(fa.valid[i]),
+                    f"{p_pivh[i]:.6f}",
+                    f"{p_sev[i]:.6f}",
+                    f"{pred.p_valid[i]:.6f}",
+                    *(f"{v:.6f}" for v in pred.grade_probs[i]),
+                ]
+            )
+    with open(out / "clips.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "case_id",
+                "clip_grade",
+                "predicted_grade",
+                "p_pivh",
+                "p_severe",
+                "frames",
+                "valid_frames",
+                "alert_frames",
+            ]
+        )
+        for case, r in zip(cases, clips, strict=True):
+            w.writerow(
+                [
+                    case.case_id,
+                    int(case.clip_grade),
+                    r.clip_grade,
+                    f"{r.p_pivh:.5f}",
+                    f"{r.p_severe:.5f}",
+                    r.frames,
+                    r.valid_frames,
+                    r.alert_frames,
+                ]
+            )
+
+
+def evaluate(
+    bundle_path: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    engine: str = "onnxruntime",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    batch_size: int = 32,
+    *,
+    update_card: bool = False,
+    reuse_predictions: bool = True,
+    split: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate the bundle at ``bundle_path`` on the dataset ``data_dir``; returns metrics.json.
+
+    ``split`` keeps only the cases of that split (train, val, test); None
+    keeps every case. Cached per-frame outputs in OUT/predictions.npz are
+    reused when the bundle hash, engine and media files are unchanged
+    (``reuse_predictions``).
+    """
+    from pivh_live.bundle import load_bundle, update_card_metrics
+    from pivh_live.dataset import read_dataset
+    from pivh_live.engines import create_engine
+
+    if n_bootstrap < 1 or batch_size < 1:
+        raise ConfigError(
+            f"bootstrap resamples ({n_bootstrap}) and batch size ({batch_size}) must be >= 1"
+        )
+    bundle_path, data_dir, out = Path(bundle_path), Path(data_dir), Path(out_dir)
+    bundle = load_bundle(bundle_path)
+    cases = list(read_dataset(data_dir).cases)
+    if split is not None:
+        cases = [c for c in cases if c.split == split]
+    if not cases:
+        which = f" in split '{split}'" if split else ""
+        raise DatasetError(f"{data_dir} has no cases{which}; nothing to evaluate")
+    out.mkdir(parents=True, exist_ok=True)
+
+    key = _cache_key(bundle, engine, cases)
+    cache = out / PREDICTIONS_FILE
+    pred = _load_cache(cache) if reuse_predictions and cache.is_file() else None
+    if pred is not None and pred.key == key:
+        log.info("reusing per-frame outputs from %s", cache)
+    else:
+        with create_engine(engine, bundle) as eng:
+            pred = _score_cases(eng, cases, batch_size, key)
+        pred.save(cache)
+
+    grade, valid = _frame_labels(cases, pred)
+    fa = summary.FrameArrays(pred.case_index, grade, valid, pred.grade_probs, pred.p_valid)
+    clips = _summarize_clips(cases, pred, bundle.thresholds)
+    ca = summary.ClipArrays(
+        label_grade=np.array([int(c.clip_grade) for c in cases]),
+        pred_grade=np.array([r.clip_grade for r in clips]),
+        p_pivh=np.array([r.p_pivh for r in clips]),
+        p_severe=np.array([r.p_severe for r in clips]),
+        assessable=np.array([r.assessable for r in clips], dtype=bool),
+    )
+    dataset = _dataset_info(data_dir, cases, grade)
+    dataset["overlap_with_training"] = training_overlap(bundle.card, data_dir, dataset)
+    for split_name in ("train", "val"):
+        if split_name in dataset["splits"]:
+            log.warning(
+                "%d case(s) are marked split=%s: metrics on them are optimistic; "
+                "evaluate held-out data (split=test or a separate dataset)",
+                dataset["splits"][split_name],
+                split_name,
+            )
+    if dataset["overlap_with_training"]:
+        log.warning("%s: metrics are optimistic", dataset["overlap_with_training"])
+    clip = summary.clip_metrics(ca, bundle.thresholds, n_bootstrap, seed)
+    clip["unassessable"]["case_ids"] = [
+        c.case_id for c, r in zip(cases, clips, strict=True) if not r.assessable
+    ]
+    if clip["unassessable"]["n"]:
+        log.warning(
+            "%d clip(s) had no valid frame and are left out of the clip metrics: %s",
+            clip["unassessable"]["n"],
+            ", ".join(clip["unassessable"]["case_ids"][:10]),
+        )
+    result: dict[str, Any] = {
+        "disclaimer": DISCLAIMER,
+        "pivh_live_version": __version__,
+        "model": {
+            "name": bundle.name,
+            "version": bundle.version,
+            "sha256": bundle.onnx_sha256,
+            "intended_use": bundle.card.get("intended_use"),
+            "thresholds": dict(bundle.thresholds),
+        },
+        "dataset": dataset,
+        "settings": {
+            "engine": engine,
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+            "ci_level": 0.95,
+            "nicu_pivh_prevalence": m.NICU_PIVH_PREVALENCE,
+            "nicu_severe_prevalence": m.NICU_SEVERE_PREVALENCE,
+            "nicu_grade_mix_percent": {str(k): v for k, v in m.NICU_GRADE_MIX.items()},
+        },
+        "targets": summary.targets(clip),
+        "clip": clip,
+        "frame": summary.frame_metrics(fa, bundle.thresholds, n_bootstrap, seed),
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _write_tables(out, cases, pred, fa, clips)
+    images = plots.write_plots(out, fa, ca, result)
+    (out / "report.html").write_text(render_report(result, images), encoding="utf-8")
+    summary.log_summary(result)
+    log.info("wrote %s", out / "report.html")
+    if update_card:
+        update_card_metrics(bundle_path, summary.card_summary(result))
+        log.info("updated %s metrics", bundle_path / "model.json")
+    return result
+
+
+def evaluate_from_cli(args: argparse.Namespace) -> dict[str, Any]:
+    return evaluate(
+        args.model,
+        args.data,
+        args.out,
+        engine=args.engine,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+        update_card=args.update_card,
+        split=getattr(args, "split", None),
+    )

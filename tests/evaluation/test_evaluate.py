@@ -1,0 +1,279 @@
+"""End to end: a tiny real ONNX bundle, the onnxruntime engine, a dataset written here.
+
+The model reads only the mean brightness of the frame: grade g is drawn at
+gray level 255 (g + 1) / 6 and a black frame is "no brain". So a case whose
+frames show grade 0 while its labels say grade II is a known miss, and the
+expected metrics can be worked out by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pivh_live import DISCLAIMER
+from pivh_live.bundle import load_bundle, make_card, sha256_file, write_json_atomic
+from pivh_live.evaluation.evaluate import evaluate, frame_motion
+from pivh_live.media import write_video
+
+onnx = pytest.importorskip("onnx")
+
+SIZE, HEAT, FPS, N_FRAMES = 32, 4, 10.0, 20
+# (case_id, clip_grade label, grade drawn in the frames)
+CASES = [
+    ("n0", 0, 0), ("n1", 0, 0), ("n2", 0, 0),
+    ("a1", 1, 1), ("b1", 1, 1), ("a2", 2, 2),
+    ("a3", 3, 3), ("b3", 3, 3), ("a4", 4, 4),
+    ("miss2", 2, 0),
+]  # fmt: skip
+
+
+def _level(grade: int) -> int:
+    return round(255 * (grade + 1) / 6)
+
+
+def _make_bundle(root: Path) -> Path:
+    """GAP -> linear grade logits peaked at each grade's gray level; valid = not black."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = 400.0
+    c = (np.arange(5) + 1) / 6.0
+    inits = [
+        numpy_helper.from_array((k * c).reshape(1, 5).astype(np.float32), "W"),
+        numpy_helper.from_array((-k * c * c / 2).astype(np.float32), "b"),
+        numpy_helper.from_array(np.array([[80.0]], np.float32), "vk"),
+        numpy_helper.from_array(np.array([-4.0], np.float32), "vb"),
+    ]
+    pool = [SIZE // HEAT] * 2
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["image"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["m"], axis=1),
+        helper.make_node("Gemm", ["m", "W", "b"], ["grade_logits"]),
+        helper.make_node("Gemm", ["m", "vk", "vb"], ["valid_logit"]),
+        helper.make_node("AveragePool", ["image"], ["heatmap_logits"], kernel_shape=pool,
+                         strides=pool),
+    ]  # fmt: skip
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("image", f, ["N", 1, SIZE, SIZE])],
+        [
+            helper.make_tensor_value_info("grade_logits", f, ["N", 5]),
+            helper.make_tensor_value_info("valid_logit", f, ["N", 1]),
+            helper.make_tensor_value_info("heatmap_logits", f, ["N", 1, HEAT, HEAT]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    root.mkdir(parents=True)
+    onnx.save(model, root / "model.onnx")
+    card = make_card(
+        name="tiny-brightness", version="0.0.1", created="2026-01-01T00:00:00Z",
+        input_size=SIZE, heatmap_size=HEAT,
+        thresholds={"pivh": 0.5, "severe": 0.5, "valid": 0.5}, metrics={}, dataset={},
+        sha256={"model.onnx": sha256_file(root / "model.onnx")}, software={},
+    )  # fmt: skip
+    write_json_atomic(root / "model.json", card)
+    return root
+
+
+def _make_dataset(root: Path) -> Path:
+    """Frames 0-1 black (no brain), 2-7 normal, 8-19 the drawn grade; lossless video."""
+    root.mkdir(parents=True)
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["case_id", "view", "clip_grade", "split"])
+        for case_id, label, drawn in CASES:
+            w.writerow([case_id, "coronal", label, "test"])
+            levels = [0, 0] + [_level(0)] * 6 + [_level(drawn)] * 12
+            # +-1 gray-level noise keeps consecutive frames distinct (motion > 0.5);
+            # seeded by the drawn grade, so cases that look alike are byte-identical
+            # and their scores tie exactly.
+            rng = np.random.default_rng(drawn)
+            frames = [
+                np.clip(lv + rng.integers(-1, 2, (40, 40)), 0, 255).astype(np.uint8)
+                for lv in levels
+            ]
+            write_video(root / f"{case_id}.mkv", frames, FPS, codec="ffv1")
+            visible = [-1, -1] + [0] * 6 + [label] * 12
+            with open(root / f"{case_id}.frames.csv", "w", newline="") as g:
+                fw = csv.writer(g)
+                fw.writerow(["frame", "visible_grade"])
+                fw.writerows(enumerate(visible))
+    (root / "phantom.json").write_text(json.dumps({"name": "tiny-set", "seed": 7}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
+    base = tmp_path_factory.mktemp("eval")
+    bundle = _make_bundle(base / "bundle")
+    data = _make_dataset(base / "data")
+    out = base / "out"
+    result = evaluate(bundle, data, out, n_bootstrap=40, seed=1, batch_size=7, update_card=True)
+    return result, out, bundle
+
+
+def test_clip_metrics_match_hand_computed_values(run: tuple[dict, Path, Path]) -> None:
+    result, _, _ = run
+    clip = result["clip"]
+    assert clip["n_clips"] == 10
+    # 7 positives, 3 negatives; the miss ties with all 3 negatives: 1 - 0.5 * 3 / 21.
+    assert clip["any_pivh"]["auc"]["value"] == pytest.approx(1 - 1.5 / 21)
+    at = clip["any_pivh"]["at_threshold"]
+    assert (at["tp"], at["fp"], at["tn"], at["fn"]) == (6, 0, 3, 1)
+    assert clip["severe"]["auc"]["value"] == pytest.approx(1.0)
+    sev = clip["severe"]["at_threshold"]
+    assert (sev["tp"], sev["fp"], sev["tn"], sev["fn"]) == (3, 0, 7, 0)
+    cm = np.array(clip["grade"]["confusion"])
+    expected = np.diag([3, 2, 1, 2, 1])
+    expected[2, 0] = 1  # the miss: label II, shown grade 0
+    assert np.array_equal(cm, expected)
+    assert clip["grade"]["accuracy"]["value"] == pytest.approx(0.9)
+    assert clip["unassessable"]["n"] == 0 and clip["unassessable"]["case_ids"] == []
+    # Re-weighting at NICU prevalence with se 6/7, sp 1: PPV 1, NPV by Bayes.
+    p, se = 0.422, 6 / 7
+    assert at["reweighted"]["npv"]["value"] == pytest.approx((1 - p) / ((1 - p) + (1 - se) * p))
+
+
+def test_frame_metrics_and_validity(run: tuple[dict, Path, Path]) -> None:
+    frame = run[0]["frame"]
+    assert frame["n_frames"] == 10 * 18 and frame["n_cases"] == 10
+    # Labels rebuilt from CASES, scores from the cache: pairwise AUC by definition.
+    with np.load(run[1] / "predictions.npz") as z:
+        p_pivh = (1.0 - z["grade_probs"][:, 0]).reshape(10, N_FRAMES)[:, 2:].ravel()
+    grade = np.array([label if i >= 8 else 0 for _, label, _ in CASES for i in range(2, 20)])
+    pos, neg = p_pivh[grade >= 1], p_pivh[grade == 0]
+    pairwise = ((pos[:, None] > neg) + 0.5 * (pos[:, None] == neg)).mean()
+    auc = frame["any_pivh"]["auc"]["value"]
+    assert auc == pytest.approx(pairwise)
+    # The miss's 12 frames look normal, the other 72 positives beat every negative.
+    assert 1 - 12 / 84 <= auc < 1
+    assert frame["any_pivh"]["auc"]["resampling"] == "cluster"
+    validity = frame["validity"]
+    assert validity["n_frames"] == 200 and validity["n_invalid"] == 20
+    assert validity["auc"]["value"] == pytest.approx(1.0)
+    assert validity["at_threshold"]["accuracy"]["value"] == pytest.approx(1.0)
+
+
+def test_targets_and_dataset_summary(run: tuple[dict, Path, Path]) -> None:
+    result = run[0]
+    targets = {t["name"]: t for t in result["targets"]}
+    assert targets["any-PIVH clip AUC"]["met"] is False  # 0.929 < 0.98
+    assert targets["any-PIVH clip AUC"]["value"] == pytest.approx(1 - 1.5 / 21)
+    data = result["dataset"]
+    assert data["name"] == "tiny-set" and data["seed"] == 7
+    assert data["clip_grade_counts"] == [3, 2, 2, 2, 1]
+    assert data["n_frames"] == 200 and data["splits"] == {"test": 10}
+    assert result["model"]["sha256"] == sha256_file(run[2] / "model.onnx")
+    assert data["overlap_with_training"] is None
+
+
+def test_outputs_written(run: tuple[dict, Path, Path]) -> None:
+    result, out, _ = run
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(result))
+    page = (out / "report.html").read_text()
+    assert DISCLAIMER in page[: page.index("<h1>")]
+    with open(out / "frames.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 200
+    assert rows[0]["visible_grade"] == "-1" and rows[0]["valid"] == "0"
+    assert float(rows[10]["p_grade0"]) > 0.9
+    with open(out / "clips.csv") as f:
+        clips = {r["case_id"]: r for r in csv.DictReader(f)}
+    assert clips["miss2"]["predicted_grade"] == "0" and clips["a4"]["predicted_grade"] == "4"
+    pytest.importorskip("matplotlib")
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) == 5
+    assert page.count("data:image/png;base64,") == 5
+
+
+def test_card_updated_and_still_verifies(run: tuple[dict, Path, Path]) -> None:
+    result, _, bundle_dir = run
+    bundle = load_bundle(bundle_dir)  # hashes still match after the card edit
+    ev = bundle.card["metrics"]["evaluation"]
+    assert ev["clip_any_pivh_auc"] == {
+        k: result["clip"]["any_pivh"]["auc"][k] for k in ("value", "lo", "hi")
+    }
+    assert ev["dataset"] == "tiny-set" and ev["dataset_seed"] == 7 and ev["n_cases"] == 10
+
+
+def test_rerun_reuses_cache_and_is_deterministic(
+    run: tuple[dict, Path, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    result, out, bundle = run
+    import pivh_live.engines
+
+    def no_engine(*args: object, **kwargs: object) -> None:
+        raise AssertionError("engine created although predictions.npz matches")
+
+    monkeypatch.setattr(pivh_live.engines, "create_engine", no_engine)
+    with caplog.at_level(logging.INFO):
+        again = evaluate(bundle, Path(result["dataset"]["path"]), out, n_bootstrap=40, seed=1)
+    assert "reusing per-frame outputs" in caplog.text
+    assert again["clip"] == result["clip"] and again["frame"] == result["frame"]
+
+
+def test_cli_writes_report(run: tuple[dict, Path, Path], tmp_path: Path) -> None:
+    from pivh_live.cli import main
+
+    result, _, bundle = run
+    out = tmp_path / "cli"
+    data = result["dataset"]["path"]
+    rc = main(["-q", "evaluate", "--model", str(bundle), "--data", data, "--out", str(out),
+               "--bootstrap", "20", "--seed", "3"])  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["n_bootstrap"] == 20 and metrics["settings"]["seed"] == 3
+    assert metrics["clip"]["any_pivh"]["auc"]["value"] == result["clip"]["any_pivh"]["auc"]["value"]
+
+
+def test_frame_motion() -> None:
+    frames = np.zeros((3, 4, 4), np.uint8)
+    frames[2] = 2
+    motion = frame_motion(frames)
+    assert np.isnan(motion[0]) and motion[1] == 0.0 and motion[2] == 2.0
+
+
+def test_cases_without_frame_labels_and_a_bad_cache(
+    run: tuple[dict, Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    result, _, bundle = run
+    data = tmp_path / "data"
+    shutil.copytree(result["dataset"]["path"], data)
+    for case_id in ("n0", "a4", "miss2"):
+        (data / f"{case_id}.frames.csv").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predictions.npz").write_bytes(b"not a zip")
+    res = evaluate(bundle, data, out, n_bootstrap=20, seed=0)
+    assert res["frame"]["n_frames"] == 7 * 18 and res["frame"]["n_cases"] == 7
+    assert res["dataset"]["frame_grade_counts"]["unlabelled"] == 3 * N_FRAMES
+    assert res["frame"]["any_pivh"]["auc"]["value"] == pytest.approx(1.0)  # the miss is gone
+    # Clip level still has every case and so the same scores.
+    assert res["clip"]["n_clips"] == 10
+    assert res["clip"]["any_pivh"]["auc"]["value"] == result["clip"]["any_pivh"]["auc"]["value"]
+
+
+def test_training_overlap_is_detected(tmp_path: Path) -> None:
+    from pivh_live.evaluation.evaluate import training_overlap
+
+    data = tmp_path / "d"
+    data.mkdir()
+    meta = {"generator": "pivh_live.phantom", "seed": 3, "args": {"n_cases": 10}}
+    card = {"training_data": {"train": str(data), "dataset": meta}}
+    assert "trained on" in training_overlap(card, data, {})
+    card["training_data"]["train"] = str(tmp_path / "other")
+    other_size = {**meta, "args": {"n_cases": 50}}
+    assert "seed 3" in training_overlap(card, data, {"phantom": other_size})
+    assert training_overlap(card, data, {"phantom": {**meta, "seed": 4}}) is None
+    assert training_overlap({}, data, {"phantom": meta}) is None
