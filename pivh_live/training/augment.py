@@ -1,0 +1,296 @@
+"""Seeded training augmentation on letterboxed uint8 ultrasound images.
+
+Every transform takes an explicit ``np.random.Generator``. Geometric
+transforms (flip, rotation about the fontanelle apex, display depth, shift)
+are 2x3 affine matrices about the letterbox content box; ``Augmenter``
+composes them into one ``cv2.warpAffine`` applied to the image and, with the
+same matrix, to the lesion mask, so masks stay aligned. Intensity transforms
+(gain, gamma, dynamic range) compose into one 256-entry lookup table that
+keeps exact black black: letterbox padding and the area outside the sector
+are 0 at inference too. Speckle, blur and additive noise follow.
+
+Frame grades do not depend on the side, so a horizontal flip (which swaps
+left and right hemispheres) keeps the label.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # top, left, height, width of the content inside the image
+Pair = tuple[np.ndarray, np.ndarray | None]  # image, mask
+Mask = np.ndarray | None
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities (``p_*``) and ranges of each transform; ``enabled`` switches all off."""
+
+    enabled: bool = True
+    p_flip: float = 0.5
+    p_rotate: float = 0.5
+    max_rotate_deg: float = 12.0
+    p_depth: float = 0.4
+    depth_scale: tuple[float, float] = (0.8, 1.25)
+    p_shift: float = 0.4
+    max_shift: float = 0.06
+    p_gain: float = 0.8
+    gain: tuple[float, float] = (0.7, 1.4)
+    p_gamma: float = 0.5
+    gamma: tuple[float, float] = (0.7, 1.45)
+    p_dynamic_range: float = 0.5
+    dynamic_range: tuple[float, float] = (0.75, 1.35)
+    p_speckle: float = 0.3
+    speckle: tuple[float, float] = (0.1, 0.35)
+    p_blur: float = 0.25
+    blur_sigma: tuple[float, float] = (0.4, 1.4)
+    p_noise: float = 0.3
+    noise_sigma: tuple[float, float] = (2.0, 8.0)
+
+
+def full_box(image: np.ndarray) -> Box:
+    return (0, 0, int(image.shape[0]), int(image.shape[1]))
+
+
+def _apex(box: Box) -> tuple[float, float]:
+    """Fan apex (probe on the fontanelle): top centre of the content."""
+    top, left, _h, w = box
+    return left + (w - 1) / 2.0, float(top)
+
+
+def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    return float(rng.uniform(lo_hi[0], lo_hi[1]))
+
+
+# -- geometric: 3x3 homogeneous matrices ---------------------------------------------------
+
+
+def flip_matrix(box: Box) -> np.ndarray:
+    cx = _apex(box)[0]
+    return np.array([[-1.0, 0.0, 2.0 * cx], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rotation_matrix(rng: np.random.Generator, max_deg: float, box: Box) -> np.ndarray:
+    """Small rotation about the apex: the probe tilts on the fontanelle."""
+    angle = float(rng.uniform(-max_deg, max_deg))
+    m = cv2.getRotationMatrix2D(_apex(box), angle, 1.0)
+    return np.vstack([m, [0.0, 0.0, 1.0]])
+
+
+def depth_matrix(rng: np.random.Generator, scale: tuple[float, float], box: Box) -> np.ndarray:
+    """Scale about the apex: a shallower (>1) or deeper (<1) display depth setting.
+
+    Zooming in pushes the deep part out of the bottom of the content box;
+    zooming out leaves black below the fan, as a deeper setting would.
+    """
+    s = math.exp(rng.uniform(math.log(scale[0]), math.log(scale[1])))
+    m = cv2.getRotationMatrix2D(_apex(box), 0.0, s)
+    return np.vstack([m, [0.0, 0.0, 1.0]])
+
+
+def shift_matrix(rng: np.random.Generator, max_shift: float, box: Box) -> np.ndarray:
+    """Translation by up to ``max_shift`` of the content size: a loose region crop."""
+    _top, _left, h, w = box
+    dx = rng.uniform(-max_shift, max_shift) * w
+    dy = rng.uniform(-max_shift, max_shift) * h
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def warp(image: np.ndarray, mask: Mask, matrix: np.ndarray, box: Box) -> Pair:
+    """Apply one affine to image and mask; everything outside ``box`` becomes 0."""
+    h, w = image.shape[:2]
+    m = np.asarray(matrix, dtype=np.float64)[:2]
+    out = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    out_mask = None
+    if mask is not None:
+        out_mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    top, left, bh, bw = box
+    if (top, left, bh, bw) != (0, 0, h, w):
+        keep = np.zeros((h, w), dtype=bool)
+        keep[top : top + bh, left : left + bw] = True
+        out[~keep] = 0
+        if out_mask is not None:
+            out_mask[~keep] = 0
+    return out, out_mask
+
+
+def flip(image: np.ndarray, mask: Mask, box: Box | None = None) -> Pair:
+    """Horizontal flip about the content centre (left/right hemispheres swap)."""
+    box = box or full_box(image)
+    return warp(image, mask, flip_matrix(box), box)
+
+
+def rotate(
+    image: np.ndarray, mask: Mask, rng: np.random.Generator, max_deg: float, box: Box | None = None
+) -> Pair:
+    box = box or full_box(image)
+    return warp(image, mask, rotation_matrix(rng, max_deg, box), box)
+
+
+def depth(
+    image: np.ndarray,
+    mask: Mask,
+    rng: np.random.Generator,
+    scale: tuple[float, float],
+    box: Box | None = None,
+) -> Pair:
+    box = box or full_box(image)
+    return warp(image, mask, depth_matrix(rng, scale, box), box)
+
+
+def shift(
+    image: np.ndarray,
+    mask: Mask,
+    rng: np.random.Generator,
+    max_shift: float,
+    box: Box | None = None,
+) -> Pair:
+    box = box or full_box(image)
+    return warp(image, mask, shift_matrix(rng, max_shift, box), box)
+
+
+# -- intensity: lookup tables on [0, 1] --------------------------------------------------
+
+_LEVELS = np.arange(256, dtype=np.float64) / 255.0
+
+
+def gain_curve(rng: np.random.Generator, gain: tuple[float, float]) -> np.ndarray:
+    return _LEVELS * _uniform(rng, gain)
+
+
+def gamma_curve(rng: np.random.Generator, gamma: tuple[float, float]) -> np.ndarray:
+    return _LEVELS ** _uniform(rng, gamma)
+
+
+def dynamic_range_curve(rng: np.random.Generator, factor: tuple[float, float]) -> np.ndarray:
+    """Log-compressed display: a dynamic range DR shown as DR' scales gray about white.
+
+    gray' = 1 + (gray - 1) * DR / DR'; factor = DR / DR' (> 1: narrower, more contrast).
+    """
+    return 1.0 + (_LEVELS - 1.0) * _uniform(rng, factor)
+
+
+def to_lut(curve: np.ndarray) -> np.ndarray:
+    lut = np.clip(np.rint(curve * 255.0), 0, 255).astype(np.uint8)
+    lut[0] = 0  # exact black stays black (padding, outside the sector)
+    return lut
+
+
+def apply_curves(image: np.ndarray, *curves: np.ndarray) -> np.ndarray:
+    """Compose curves (each a function sampled on the 256 levels) and apply as one LUT."""
+    levels = _LEVELS.copy()
+    for curve in curves:
+        levels = np.interp(np.clip(levels, 0.0, 1.0), _LEVELS, curve)
+    return cv2.LUT(image, to_lut(levels))
+
+
+def gain(image: np.ndarray, rng: np.random.Generator, span: tuple[float, float]) -> np.ndarray:
+    return apply_curves(image, gain_curve(rng, span))
+
+
+def gamma(image: np.ndarray, rng: np.random.Generator, span: tuple[float, float]) -> np.ndarray:
+    return apply_curves(image, gamma_curve(rng, span))
+
+
+def dynamic_range(
+    image: np.ndarray, rng: np.random.Generator, span: tuple[float, float]
+) -> np.ndarray:
+    return apply_curves(image, dynamic_range_curve(rng, span))
+
+
+# -- noise and blur ------------------------------------------------------------------------
+
+
+def speckle(
+    image: np.ndarray, rng: np.random.Generator, strength: tuple[float, float]
+) -> np.ndarray:
+    """Multiplicative Rayleigh speckle with mean 1 and SD ``strength``, 2-pixel grain."""
+    h, w = image.shape[:2]
+    s = _uniform(rng, strength)
+    small = rng.rayleigh(1.0, size=((h + 1) // 2, (w + 1) // 2)).astype(np.float32)
+    # Rayleigh(1): mean sqrt(pi/2), SD sqrt((4 - pi) / 2). Normalise to mean 1; the 2x
+    # bilinear upsampling keeps 0.625 of the SD (weights 3/4, 1/4 per axis), so undo that.
+    small = 1.0 + (s / 0.625) * (small - 1.2533141) / 0.6551364
+    field = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = image.astype(np.float32) * np.maximum(field, 0.0)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def blur(
+    image: np.ndarray, rng: np.random.Generator, sigma: tuple[float, float], box: Box | None = None
+) -> np.ndarray:
+    """Gaussian blur (a softer probe / lower frequency) inside the content box only."""
+    top, left, h, w = box or full_box(image)
+    out = image.copy()
+    region = out[top : top + h, left : left + w]
+    out[top : top + h, left : left + w] = cv2.GaussianBlur(region, (0, 0), _uniform(rng, sigma))
+    return out
+
+
+def add_noise(
+    image: np.ndarray, rng: np.random.Generator, sigma: tuple[float, float], box: Box | None = None
+) -> np.ndarray:
+    """Additive Gaussian noise (capture noise) inside the content box only."""
+    top, left, h, w = box or full_box(image)
+    out = image.copy()
+    region = out[top : top + h, left : left + w].astype(np.float32)
+    region += rng.normal(0.0, _uniform(rng, sigma), size=region.shape).astype(np.float32)
+    out[top : top + h, left : left + w] = np.clip(region, 0, 255).astype(np.uint8)
+    return out
+
+
+# -- pipeline ------------------------------------------------------------------------------
+
+
+class Augmenter:
+    """Config-driven random pipeline: ``augmenter(image, mask, box, rng) -> (image, mask)``.
+
+    ``image`` is uint8 (H, W); ``mask`` uint8 (H, W) (0-255 coverage) or None;
+    ``box`` the letterbox content box (top, left, h, w). Inputs are not modified.
+    """
+
+    def __init__(self, config: AugmentConfig | None = None) -> None:
+        self.config = config or AugmentConfig()
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        mask: Mask,
+        box: Box | None,
+        rng: np.random.Generator,
+    ) -> Pair:
+        c = self.config
+        if not c.enabled:
+            return image, mask
+        box = box or full_box(image)
+        matrix = np.eye(3)
+        if rng.random() < c.p_flip:
+            matrix = flip_matrix(box) @ matrix
+        if rng.random() < c.p_depth:
+            matrix = depth_matrix(rng, c.depth_scale, box) @ matrix
+        if rng.random() < c.p_rotate:
+            matrix = rotation_matrix(rng, c.max_rotate_deg, box) @ matrix
+        if rng.random() < c.p_shift:
+            matrix = shift_matrix(rng, c.max_shift, box) @ matrix
+        if not np.array_equal(matrix, np.eye(3)):
+            image, mask = warp(image, mask, matrix, box)
+        curves = []
+        if rng.random() < c.p_gain:
+            curves.append(gain_curve(rng, c.gain))
+        if rng.random() < c.p_gamma:
+            curves.append(gamma_curve(rng, c.gamma))
+        if rng.random() < c.p_dynamic_range:
+            curves.append(dynamic_range_curve(rng, c.dynamic_range))
+        if curves:
+            image = apply_curves(image, *curves)
+        if rng.random() < c.p_speckle:
+            image = speckle(image, rng, c.speckle)
+        if rng.random() < c.p_blur:
+            image = blur(image, rng, c.blur_sigma, box)
+        if rng.random() < c.p_noise:
+            image = add_noise(image, rng, c.noise_sigma, box)
+        return image, mask

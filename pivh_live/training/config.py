@@ -1,0 +1,212 @@
+"""Training configuration: frozen dataclasses loaded from JSON with strict checks.
+
+A JSON config sets any subset of the keys (nested objects ``model`` and
+``augment`` likewise); unset keys keep their defaults. Unknown keys, wrong
+types and malformed JSON raise ``ConfigError`` naming the key (or line and
+column). Defaults and their reasons are listed in docs/training.md. No torch
+here, so configs load on any machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pivh_live.errors import ConfigError
+from pivh_live.training.augment import AugmentConfig
+
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of PivhNet; stored in every checkpoint.
+
+    ``width`` sets the channels: the stem has ``width // 2``, the four stages
+    (strides 4, 8, 16, 32) ``width * stage_mult[i]``, each with ``depth[i]``
+    residual blocks after its stride-2 block.
+    """
+
+    input_size: int = 256
+    width: int = 16
+    stage_mult: tuple[int, ...] = (1, 2, 4, 8)
+    depth: tuple[int, ...] = (1, 2, 2, 2)
+    attention_heads: int = 2
+    dropout: float = 0.1
+    n_grades: int = 5
+
+    def __post_init__(self) -> None:
+        if self.input_size % 32 != 0 or self.input_size < 64:
+            raise ConfigError(
+                f"model.input_size must be a multiple of 32 >= 64, got {self.input_size}"
+            )
+        if len(self.stage_mult) != 4 or len(self.depth) != 4:
+            raise ConfigError("model.stage_mult and model.depth need exactly 4 entries each")
+        if self.width < 4 or self.attention_heads < 1:
+            raise ConfigError("model.width must be >= 4 and model.attention_heads >= 1")
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // 8
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Inverse of ``dataclasses.asdict`` (as stored in checkpoints); strict keys."""
+        return _build(cls, data, "model.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a training run (see docs/training.md for each key)."""
+
+    version: int = CONFIG_VERSION
+    seed: int = 0
+    epochs: int = 16
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    schedule: str = "onecycle"
+    warmup_fraction: float = 0.1
+    grad_clip: float = 5.0
+    # data
+    frame_stride: int = 4
+    val_frame_stride: int = 2
+    samples_per_epoch: int = 8000
+    val_fraction: float = 0.2
+    class_weight_power: float = 0.5
+    num_workers: int = 0
+    # losses
+    label_smoothing: float = 0.05
+    w_grade: float = 1.0
+    w_ordinal: float = 0.5
+    w_valid: float = 0.5
+    w_heatmap: float = 0.5
+    heatmap_pos_weight: float = 4.0
+    # operating points
+    target_sensitivity: float = 0.95
+    # runtime
+    device: str = "cpu"
+    channels_last: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.version != CONFIG_VERSION:
+            raise ConfigError(
+                f"config version {self.version} is not supported; this pivh-live reads "
+                f"version {CONFIG_VERSION}"
+            )
+        if self.schedule not in ("onecycle", "cosine"):
+            raise ConfigError(f"schedule must be 'onecycle' or 'cosine', got {self.schedule!r}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        positive = ("epochs", "batch_size", "frame_stride", "val_frame_stride")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 < self.target_sensitivity <= 1.0:
+            raise ConfigError(
+                f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}"
+            )
+        if self.lr <= 0 or self.samples_per_epoch < 0 or self.num_workers < 0:
+            raise ConfigError("lr must be > 0, samples_per_epoch and num_workers >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        return _build(cls, data, "")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    """TrainConfig from a JSON file (None: all defaults)."""
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read training config {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the training config must be a JSON object")
+    try:
+        return TrainConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, checking keys and types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be an object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key '{prefix}{key}'; valid keys: {', '.join(sorted(fields))}"
+            )
+        values[key] = _convert(hints[key], value, f"{prefix}{key}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be {_name(hint)}, got {_json(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            items = [(args[0], v) for v in value]
+        elif len(args) == len(value):
+            items = list(zip(args, value, strict=True))
+        else:
+            raise ConfigError(f"config key '{key}' must be {_name(hint)}, got {_json(value)}")
+        return tuple(_convert(h, v, key) for h, v in items)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"config key '{key}' has an unsupported type")  # not used by our configs
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(hint, False)
+    if not ok:
+        raise ConfigError(f"config key '{key}' must be {_name(hint)}, got {_json(value)}")
+    return float(value) if hint is float else value
+
+
+def _name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        kind = "integers" if args[0] is int else "numbers"
+        return f"a list of {kind}" if args[-1] is Ellipsis else f"a list of {len(args)} {kind}"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, str(hint)
+    )
+
+
+def _json(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list"}
+    return f"{kind.get(type(value), type(value).__name__)} {json.dumps(value)[:40]}"

@@ -1,0 +1,259 @@
+"""Training data in memory: decoded once, subsampled, letterboxed, with per-frame targets.
+
+Each case is decoded once; every ``stride``-th frame is letterboxed to the
+model's input size (``pivh_live.preprocess.letterbox``, the same geometry as
+inference) and kept as uint8, so an epoch costs only augmentation and the
+network. Targets per kept frame:
+
+- ``grade``: the frame's visible Papile grade 0-4 from frames.csv; -1 (ignored
+  by the grade loss) where no brain is shown (visible_grade -1 or valid 0).
+  A case without frames.csv gets its clip grade on every frame and valid 1:
+  a weak label, since a sweep does not show the lesion in every frame.
+- ``valid``: 1 brain shown, 0 blank / off-head.
+- heatmap: the lesion mask letterboxed (coverage 0-255, kept only where
+  non-empty), area-downsampled to the heatmap grid after augmentation. Cases
+  without masks contribute no heatmap loss.
+
+Splits are by case, never by frame (see ``split_cases``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pivh_live.errors import DatasetError
+from pivh_live.training.augment import Augmenter, Box
+
+log = logging.getLogger(__name__)
+
+VAL_SPLITS = ("val", "valid", "validation")
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """What training needs to remember about one case."""
+
+    case_id: str
+    clip_grade: int
+    box: Box  # letterbox content box (top, left, h, w)
+    fps: float
+    n_frames: int
+    has_frame_labels: bool
+    has_masks: bool
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """Kept frames of several cases, concatenated in case order then frame order."""
+
+    images: np.ndarray  # (N, S, S) uint8 letterboxed
+    grade: np.ndarray  # (N,) int8, -1 = no grade target
+    valid: np.ndarray  # (N,) int8, 1 brain shown / 0 not
+    case_index: np.ndarray  # (N,) int32 into ``cases``
+    frame_index: np.ndarray  # (N,) int32 frame number in the clip
+    t_s: np.ndarray  # (N,) float64 media time
+    cases: tuple[CaseInfo, ...]
+    masks: dict[int, np.ndarray] = field(default_factory=dict)  # row -> (S, S) uint8
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def case_rows(self, case: int) -> np.ndarray:
+        return np.flatnonzero(self.case_index == case)
+
+
+def split_cases(
+    cases: Sequence[Any], val_fraction: float, seed: int
+) -> tuple[list[Any], list[Any]]:
+    """Case-level train/val split.
+
+    Cases whose ``split`` says train/val are used as labelled (``test`` cases
+    are left out). Without any val-labelled case, the train cases are split
+    stratified by clip grade with ``np.random.default_rng(seed)``, at least one
+    val case per grade that has two or more cases.
+    """
+    splits = [str(getattr(c, "split", "") or "").strip().lower() for c in cases]
+    pool = [c for c, s in zip(cases, splits, strict=True) if s != "test"]
+    val = [c for c, s in zip(cases, splits, strict=True) if s in VAL_SPLITS]
+    if val:
+        train = [c for c, s in zip(cases, splits, strict=True) if s not in (*VAL_SPLITS, "test")]
+        return train, val
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for grade in sorted({int(c.clip_grade) for c in pool}):
+        group = [c for c in pool if int(c.clip_grade) == grade]
+        order = rng.permutation(len(group))
+        n_val = round(len(group) * val_fraction)
+        n_val = max(n_val, 1) if len(group) >= 2 else 0
+        val += [group[i] for i in order[:n_val]]
+        train += [group[i] for i in order[n_val:]]
+    if not val or not train:
+        raise DatasetError(
+            f"cannot split {len(pool)} case(s) into train and validation; "
+            "add cases or pass --val-data"
+        )
+    key = {id(c): i for i, c in enumerate(cases)}
+    return sorted(train, key=lambda c: key[id(c)]), sorted(val, key=lambda c: key[id(c)])
+
+
+def frame_targets(case: Any, n_frames: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(grade, valid, has_frame_labels) per frame; weak clip-grade labels without frames.csv."""
+    from pivh_live.dataset import load_frame_labels
+
+    labels = load_frame_labels(case)
+    if labels is None:
+        grade = np.full(n_frames, int(case.clip_grade), dtype=np.int8)
+        return grade, np.ones(n_frames, dtype=np.int8), False
+    index = np.asarray(labels.frame, dtype=np.int64)
+    visible = np.asarray(labels.visible_grade, dtype=np.int64)
+    valid_in = np.asarray(labels.valid, dtype=bool)
+    ok = (index >= 0) & (index < n_frames)
+    grade = np.full(n_frames, -1, dtype=np.int8)
+    valid = np.full(n_frames, -1, dtype=np.int8)  # frames missing from frames.csv: no target
+    valid[index[ok]] = valid_in[ok].astype(np.int8)
+    grade[index[ok]] = np.where(valid_in[ok] & (visible[ok] >= 0), visible[ok], -1).astype(np.int8)
+    return grade, valid, True
+
+
+def load_frameset(
+    cases: Sequence[Any], size: int, stride: int, *, progress: bool = True
+) -> FrameSet:
+    """Decode ``cases`` and keep every ``stride``-th frame letterboxed to ``size``."""
+    from tqdm import tqdm
+
+    from pivh_live.dataset import load_frames, load_masks
+    from pivh_live.preprocess import letterbox, letterbox_geometry
+
+    images: list[np.ndarray] = []
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("grade", "valid", "case", "frame", "t")}
+    masks: dict[int, np.ndarray] = {}
+    infos: list[CaseInfo] = []
+    row = 0
+    for ci, case in enumerate(tqdm(cases, desc="decode", unit="case", disable=not progress)):
+        frames, fps = load_frames(case)
+        n = int(frames.shape[0])
+        grade, valid, has_labels = frame_targets(case, n)
+        case_masks = load_masks(case)
+        keep = np.arange(0, n, stride)
+        keep = keep[valid[keep] >= 0]  # frames with no label at all teach nothing
+        geo = letterbox_geometry(frames.shape[1], frames.shape[2], size)
+        for j in keep.tolist():
+            images.append(letterbox(frames[j], size, cv2.INTER_AREA))
+            if case_masks is not None and j < case_masks.shape[0] and case_masks[j].any():
+                cover = letterbox(case_masks[j], size, cv2.INTER_AREA)
+                masks[row] = np.clip(np.rint(cover * 255.0), 0, 255).astype(np.uint8)
+            row += 1
+        cols["grade"].append(grade[keep])
+        cols["valid"].append(valid[keep])
+        cols["case"].append(np.full(keep.size, ci, dtype=np.int32))
+        cols["frame"].append(keep.astype(np.int32))
+        cols["t"].append(keep / float(fps))
+        infos.append(
+            CaseInfo(
+                case_id=str(case.case_id),
+                clip_grade=int(case.clip_grade),
+                box=(geo.top, geo.left, geo.content_h, geo.content_w),
+                fps=float(fps),
+                n_frames=n,
+                has_frame_labels=has_labels,
+                has_masks=case_masks is not None,
+            )
+        )
+    if not images:
+        raise DatasetError("no labelled frames to train on; check frames.csv and the media files")
+    return FrameSet(
+        images=np.stack(images),
+        grade=np.concatenate(cols["grade"]).astype(np.int8),
+        valid=np.concatenate(cols["valid"]).astype(np.int8),
+        case_index=np.concatenate(cols["case"]),
+        frame_index=np.concatenate(cols["frame"]),
+        t_s=np.concatenate(cols["t"]).astype(np.float64),
+        cases=tuple(infos),
+        masks=masks,
+    )
+
+
+def class_weights(grade: np.ndarray, n_classes: int = 5, power: float = 0.5) -> np.ndarray:
+    """Inverse-frequency weights ``(N / (K * n_k)) ** power`` over graded frames.
+
+    ``power`` 1 is full inverse frequency, 0 no weighting; absent classes get 1.
+    Normalised so that the frequency-weighted mean is 1 (loss scale unchanged).
+    """
+    g = grade[grade >= 0].astype(np.int64)
+    counts = np.bincount(g, minlength=n_classes).astype(np.float64)
+    if counts.sum() == 0:
+        return np.ones(n_classes, dtype=np.float32)
+    w = np.ones(n_classes)
+    present = counts > 0
+    w[present] = (counts.sum() / (n_classes * counts[present])) ** power
+    w /= (w * counts).sum() / counts.sum()
+    return w.astype(np.float32)
+
+
+def epoch_indices(n: int, samples: int, seed: int, epoch: int) -> np.ndarray:
+    """The rows one epoch visits: a seeded permutation, cut or repeated to ``samples``."""
+    rng = np.random.default_rng([seed, epoch, 0x5EED])
+    if samples <= 0 or samples == n:
+        return rng.permutation(n)
+    reps = -(-samples // n)
+    return np.concatenate([rng.permutation(n) for _ in range(reps)])[:samples]
+
+
+class FrameDataset:
+    """torch-style dataset over a FrameSet: item -> dict of tensors.
+
+    Augmentation is seeded per (seed, epoch, row), so a run (and a resumed
+    run) sees the same images whatever the worker count. Call ``set_epoch``
+    before each epoch's loader is created.
+    """
+
+    def __init__(
+        self,
+        frames: FrameSet,
+        augmenter: Augmenter | None,
+        seed: int,
+        heatmap_size: int,
+    ) -> None:
+        self.frames = frames
+        self.augmenter = augmenter
+        self.seed = seed
+        self.heatmap_size = heatmap_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, row: int) -> dict[str, Any]:
+        import torch
+
+        fs = self.frames
+        image = fs.images[row]
+        mask = fs.masks.get(row)
+        case = fs.cases[int(fs.case_index[row])]
+        if self.augmenter is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, int(row)])
+            image, mask = self.augmenter(image, mask, case.box, rng)
+        s = self.heatmap_size
+        if mask is None:
+            heat = np.zeros((s, s), dtype=np.float32)
+        else:
+            heat = cv2.resize(mask.astype(np.float32) / 255.0, (s, s), interpolation=cv2.INTER_AREA)
+        # numpy, not torch, for the per-item conversion: torch's thread pool costs more
+        # than the arithmetic on one 256x256 image.
+        x = np.multiply(image, np.float32(1.0 / 255.0), dtype=np.float32)
+        return {
+            "image": torch.from_numpy(x[None]),
+            "grade": torch.tensor(int(fs.grade[row]), dtype=torch.long),
+            "valid": torch.tensor(float(max(int(fs.valid[row]), 0)), dtype=torch.float32),
+            "heatmap": torch.from_numpy(heat).unsqueeze(0),
+            "has_heatmap": torch.tensor(float(case.has_masks), dtype=torch.float32),
+        }

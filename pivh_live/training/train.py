@@ -1,0 +1,478 @@
+"""Training loop: data, losses, per-epoch validation, checkpoints, operating thresholds.
+
+``train(config, data_dir, out_dir)`` writes OUT/config.json, OUT/history.jsonl
+(one JSON line per epoch), OUT/last.pt every epoch (with optimizer, scheduler
+and RNG state for ``resume``) and OUT/best.pt whenever the validation score
+(clip AUC + clip quadratic kappa) improves. Checkpoints follow
+``CHECKPOINT_FORMAT`` (the contract with ``pivh_live.training.export``) and
+load with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pivh_live.errors import ConfigError, DatasetError
+from pivh_live.training.config import TrainConfig, load_config
+from pivh_live.training.data import FrameSet
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "pivh-live-checkpoint/1"
+PREPROCESS = {"letterbox": "pad-square-centre-zero", "scale": "1/255"}
+THRESHOLD_RANGE = (0.01, 0.99)  # SmoothingConfig needs thresholds strictly inside (0, 1)
+
+
+def train_from_cli(args: argparse.Namespace) -> Path:
+    config = load_config(args.config)
+    overrides = {k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None}
+    if overrides:
+        config = config.replace(**overrides)
+    return train(config, args.data, args.out, val_dir=args.val_data, resume=args.resume)
+
+
+def train(
+    config: TrainConfig,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    val_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    max_epochs: int | None = None,
+) -> Path:
+    """Train PivhNet; returns the path of the best checkpoint (OUT/best.pt).
+
+    ``max_epochs`` stops this call after that many epochs (the schedule still
+    spans ``config.epochs``), so a long run can be split into sittings and
+    continued with ``resume=True``.
+    """
+    import torch
+
+    from pivh_live.training.data import class_weights
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # Denormal floats (weights and activations near zero late in training) make CPU
+    # convolutions several times slower; flushing them to zero costs no accuracy here.
+    torch.set_flush_denormal(True)
+    device = _device(config.device)
+    resume_from = _read_resume(out / "last.pt", config) if resume else None
+    train_set, val_set, data_info = _load_data(config, Path(data_dir), val_dir, progress)
+    weights = torch.from_numpy(class_weights(train_set.grade, 5, config.class_weight_power))
+    log.info("class weights (grades 0-IV): %s", np.round(weights.numpy(), 3).tolist())
+
+    model, optimizer, scheduler, steps = _build(config, device, len(train_set))
+    start_epoch, best_score = 0, -math.inf
+    if resume_from is not None:
+        start_epoch, best_score = _restore(resume_from, model, optimizer, scheduler)
+    _trim_history(out / "history.jsonl", start_epoch)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    loader_data = _dataset(config, train_set)
+    ctx = {"config": config, "device": device}
+    stop = config.epochs if max_epochs is None else min(config.epochs, start_epoch + max_epochs)
+    for epoch in range(start_epoch, stop):
+        t0 = time.monotonic()
+        losses = _train_epoch(
+            model, optimizer, scheduler, loader_data, weights, epoch, steps, ctx, progress
+        )
+        metrics, thresholds = validate(model, val_set, config, device)
+        metrics_json = {k: None if math.isnan(v) else v for k, v in metrics.items()}
+        elapsed = time.monotonic() - t0
+        score = metrics["score"]
+        improved = score > best_score
+        best_score = max(best_score, score)
+        record = {
+            "epoch": epoch + 1,
+            "lr": scheduler.get_last_lr()[0],
+            "train": losses,
+            "val": metrics_json,
+            "thresholds": thresholds,
+            "seconds": round(elapsed, 1),
+            "best": improved,
+        }
+        with (out / "history.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        ckpt = _checkpoint(model, config, epoch + 1, metrics_json, thresholds, data_info)
+        if improved:
+            _save(ckpt, out / "best.pt")
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        state["best_score"] = best_score
+        state["rng"] = {"torch": torch.get_rng_state()}
+        _save({**ckpt, "training_state": state}, out / "last.pt")
+        log.info(
+            "epoch %d/%d loss %.4f | val frame AUC %.3f kappa %.3f valid-acc %.3f | "
+            "clip AUC %.3f severe AUC %.3f kappa %.3f | score %.3f%s | %.0f s",
+            epoch + 1,
+            config.epochs,
+            losses["total"],
+            metrics["frame_auc"],
+            metrics["frame_kappa"],
+            metrics["valid_acc"],
+            metrics["clip_auc"],
+            metrics["clip_severe_auc"],
+            metrics["clip_kappa"],
+            score,
+            " (best)" if improved else "",
+            elapsed,
+        )
+    best = out / "best.pt"
+    log.info("best checkpoint: %s (score %.3f)", best, best_score)
+    return best
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config device 'cuda' but torch sees no GPU; set device to 'cpu'")
+    return torch.device(name)
+
+
+def _load_data(
+    config: TrainConfig, data_dir: Path, val_dir: str | Path | None, progress: bool
+) -> tuple[FrameSet, FrameSet, dict[str, Any]]:
+    from pivh_live.dataset import read_dataset
+    from pivh_live.training.data import load_frameset, split_cases
+
+    cases = list(read_dataset(data_dir).cases)
+    if val_dir is not None:
+        train_cases = [c for c in cases if str(getattr(c, "split", "") or "").lower() != "test"]
+        val_all = read_dataset(Path(val_dir)).cases
+        val_cases = [c for c in val_all if str(getattr(c, "split", "") or "").lower() != "test"]
+    else:
+        train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
+    if not train_cases or not val_cases:
+        raise DatasetError(f"{data_dir}: need training and validation cases; add cases")
+    size = config.model.input_size
+    train_set = load_frameset(train_cases, size, config.frame_stride, progress=progress)
+    val_set = load_frameset(val_cases, size, config.val_frame_stride, progress=progress)
+    graded = train_set.grade[train_set.grade >= 0]
+    log.info(
+        "train: %d cases, %d frames (grades 0-IV %s, %d not valid); val: %d cases, %d frames",
+        len(train_cases),
+        len(train_set),
+        np.bincount(graded, minlength=5).tolist(),
+        int((train_set.valid == 0).sum()),
+        len(val_cases),
+        len(val_set),
+    )
+    meta_path = data_dir / "phantom.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
+    info = {
+        "train": str(data_dir),
+        "val": str(val_dir) if val_dir is not None else None,
+        "n_train_cases": len(train_cases),
+        "n_val_cases": len(val_cases),
+        "n_train_frames": len(train_set),
+        "n_val_frames": len(val_set),
+        "val_case_ids": [c.case_id for c in val_set.cases],
+        "dataset_meta": meta,
+    }
+    return train_set, val_set, info
+
+
+def _build(config: TrainConfig, device: Any, n_train: int) -> tuple[Any, Any, Any, int]:
+    import torch
+
+    from pivh_live.training.network import PivhNet
+
+    model = PivhNet(config.model).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
+    samples = max(config.samples_per_epoch or n_train, config.batch_size)
+    steps = samples // config.batch_size
+    schedule = functools.partial(
+        lr_factor,
+        total=steps * config.epochs,
+        warmup=config.warmup_fraction,
+        kind=config.schedule,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return model, optimizer, scheduler, steps
+
+
+def lr_factor(step: int, total: int, warmup: float, kind: str) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` of ``total``.
+
+    "onecycle": cosine rise from lr/25 over the warm-up share, then cosine
+    decay to lr/10^4 (the one-cycle policy without momentum cycling);
+    "cosine": linear warm-up from 0, then cosine decay to 0.
+    """
+    warm = max(1, round(total * warmup))
+    if step < warm:
+        if kind == "onecycle":
+            return 0.04 + 0.96 * 0.5 * (1.0 - math.cos(math.pi * step / warm))
+        return (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    floor = 1e-4 if kind == "onecycle" else 0.0
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _dataset(config: TrainConfig, train_set: FrameSet) -> Any:
+    from pivh_live.training.augment import Augmenter
+    from pivh_live.training.data import FrameDataset
+
+    aug = Augmenter(config.augment) if config.augment.enabled else None
+    return FrameDataset(train_set, aug, config.seed, config.model.heatmap_size)
+
+
+def _read_resume(path: Path, config: TrainConfig) -> dict[str, Any]:
+    """last.pt, checked before any data is decoded: it exists, has state, same config."""
+    import torch
+
+    if not path.is_file():
+        raise ConfigError(f"cannot resume: {path} not found; train without --resume first")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state = ckpt.get("training_state") if isinstance(ckpt, dict) else None
+    if state is None:
+        raise ConfigError(f"cannot resume: {path} has no training state; start a new run")
+    saved = TrainConfig.from_dict(ckpt["train_config"])
+    if saved != config:
+        now, then = config.to_dict(), saved.to_dict()
+        diff = sorted(k for k in now if now[k] != then[k])
+        raise ConfigError(
+            f"cannot resume: {path} was trained with different settings ({', '.join(diff)}); "
+            "resume with the same --config/--epochs/--seed or start a new --out"
+        )
+    if int(ckpt["epoch"]) >= config.epochs:
+        raise ConfigError(
+            f"nothing to resume: {path} is already at epoch {ckpt['epoch']} of {config.epochs}; "
+            "start a new --out to train again"
+        )
+    return ckpt
+
+
+def _restore(ckpt: dict[str, Any], model: Any, optimizer: Any, scheduler: Any) -> tuple[int, float]:
+    import torch
+
+    state = ckpt["training_state"]
+    model.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    log.info("resuming after epoch %d", ckpt["epoch"])
+    return int(ckpt["epoch"]), float(state["best_score"])
+
+
+def _trim_history(path: Path, epochs_done: int) -> None:
+    """Keep the history lines of epochs already in last.pt (a fresh run keeps none)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epochs_done]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _train_epoch(
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    dataset: Any,
+    weights: Any,
+    epoch: int,
+    steps: int,
+    ctx: dict[str, Any],
+    progress: bool,
+) -> dict[str, float]:
+    import torch
+    from tqdm import tqdm
+
+    from pivh_live.training.data import epoch_indices
+    from pivh_live.training.network import compute_loss
+
+    config: TrainConfig = ctx["config"]
+    device = ctx["device"]
+    dataset.set_epoch(epoch)
+    rows = epoch_indices(len(dataset), steps * config.batch_size, config.seed, epoch)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=rows.tolist(),
+        num_workers=config.num_workers,
+        drop_last=True,
+    )
+    model.train()
+    weights = weights.to(device)
+    sums: dict[str, float] = {}
+    n = 0
+    bar = tqdm(
+        loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress
+    )
+    for batch in bar:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        image = batch["image"]
+        if config.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        outputs = model(image)
+        total, parts = compute_loss(outputs, batch, weights, config)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        n += 1
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+        bar.set_postfix(loss=f"{sums['total'] / n:.3f}")
+    return {k: round(v / max(n, 1), 5) for k, v in sums.items()}
+
+
+def predict(
+    model: Any, frames: FrameSet, device: Any, batch_size: int = 64
+) -> dict[str, np.ndarray]:
+    """Grade probabilities (N, 5) and P(valid) (N,) for every frame of a FrameSet."""
+    import torch
+
+    model.eval()
+    probs, valid = [], []
+    with torch.inference_mode():
+        for start in range(0, len(frames), batch_size):
+            x = torch.from_numpy(frames.images[start : start + batch_size]).to(device)
+            x = x.to(torch.float32).div_(255.0).unsqueeze(1)
+            x = x.contiguous(memory_format=torch.channels_last)
+            grade_logits, valid_logit, _ = model(x)
+            probs.append(torch.softmax(grade_logits.float(), dim=1).cpu().numpy())
+            valid.append(torch.sigmoid(valid_logit.float())[:, 0].cpu().numpy())
+    return {"grade_probs": np.concatenate(probs), "p_valid": np.concatenate(valid)}
+
+
+def validate(
+    model: Any, frames: FrameSet, config: TrainConfig, device: Any
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Frame and clip metrics on a validation FrameSet, and the operating thresholds."""
+    pred = predict(model, frames, device)
+    metrics = frame_metrics(frames, pred)
+    clips = clip_results(frames, pred)
+    metrics.update(clips["metrics"])
+    thresholds = pick_thresholds(clips, config.target_sensitivity)
+    score = _nz(metrics["clip_auc"]) + _nz(metrics["clip_kappa"])
+    metrics["score"] = round(score, 5)
+    return metrics, thresholds
+
+
+def _nz(x: float) -> float:
+    return 0.0 if math.isnan(x) else x
+
+
+def _r(x: float) -> float:
+    return round(float(x), 5)
+
+
+def frame_metrics(frames: FrameSet, pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """Any-PIVH AUC, grade accuracy and quadratic kappa on graded frames; valid accuracy."""
+    from pivh_live.evaluation.metrics import confusion_matrix, quadratic_weighted_kappa, roc_auc
+
+    probs, p_valid = pred["grade_probs"], pred["p_valid"]
+    graded = frames.grade >= 0
+    g = frames.grade[graded].astype(np.int64)
+    guess = probs[graded].argmax(axis=1)
+    known = frames.valid >= 0
+    valid_ok = (p_valid[known] >= 0.5) == (frames.valid[known] == 1)
+    return {
+        "frame_auc": _r(roc_auc(g >= 1, 1.0 - probs[graded, 0])),
+        "frame_acc": _r(np.mean(guess == g)) if g.size else math.nan,
+        "frame_kappa": _r(quadratic_weighted_kappa(confusion_matrix(g, guess))),
+        "valid_acc": _r(np.mean(valid_ok)) if valid_ok.size else math.nan,
+    }
+
+
+def clip_results(frames: FrameSet, pred: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Run ``smoothing.summarize_clip`` over each case's frames in order (default settings)."""
+    from pivh_live.evaluation.metrics import confusion_matrix, quadratic_weighted_kappa, roc_auc
+    from pivh_live.smoothing import summarize_clip
+
+    truth, p_pivh, p_severe, grade = [], [], [], []
+    for ci, case in enumerate(frames.cases):
+        rows = frames.case_rows(ci)
+        result = summarize_clip(frames.t_s[rows], pred["grade_probs"][rows], pred["p_valid"][rows])
+        truth.append(case.clip_grade)
+        p_pivh.append(result.p_pivh)
+        p_severe.append(result.p_severe)
+        grade.append(max(result.clip_grade, 0))
+    t = np.asarray(truth, dtype=np.int64)
+    metrics = {
+        "clip_auc": _r(roc_auc(t >= 1, p_pivh)),
+        "clip_severe_auc": _r(roc_auc(t >= 3, p_severe)),
+        "clip_kappa": _r(quadratic_weighted_kappa(confusion_matrix(t, grade))),
+        "clip_acc": _r(np.mean(np.asarray(grade) == t)),
+    }
+    return {
+        "truth": t,
+        "p_pivh": np.asarray(p_pivh),
+        "p_severe": np.asarray(p_severe),
+        "metrics": metrics,
+    }
+
+
+def pick_thresholds(clips: dict[str, Any], target: float) -> dict[str, float]:
+    """Clip-level operating thresholds on the validation clips.
+
+    ``pivh``: the threshold on clip p_pivh with the highest specificity among
+    those giving sensitivity >= ``target`` for any PIVH (grade >= I);
+    ``severe``: the same on clip p_severe for grade >= III. Without positives
+    or negatives a threshold falls back to 0.5. Clipped to [0.01, 0.99].
+    """
+    from pivh_live.evaluation.metrics import specificity_at_sensitivity
+
+    out = {}
+    for name, scores, lowest in (("pivh", clips["p_pivh"], 1), ("severe", clips["p_severe"], 3)):
+        point = specificity_at_sensitivity(clips["truth"] >= lowest, scores, target)
+        thr = point.threshold if math.isfinite(point.threshold) else 0.5
+        out[name] = _r(min(max(thr, THRESHOLD_RANGE[0]), THRESHOLD_RANGE[1]))
+    out["valid"] = 0.5
+    return out
+
+
+def _checkpoint(
+    model: Any,
+    config: TrainConfig,
+    epoch: int,
+    metrics: dict[str, float],
+    thresholds: dict[str, float],
+    data_info: dict[str, Any],
+) -> dict[str, Any]:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": dataclasses.asdict(config.model),
+        "state_dict": state,
+        "thresholds": thresholds,
+        "train_config": config.to_dict(),
+        "val_metrics": metrics,
+        "epoch": epoch,
+        "data": data_info,
+        "preprocess": {"input_size": config.model.input_size, **PREPROCESS},
+    }
+
+
+def _save(obj: dict[str, Any], path: Path) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

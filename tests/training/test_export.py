@@ -1,0 +1,204 @@
+"""Export round trip: checkpoint -> bundle -> ONNX Runtime vs torch engine (the CI parity test)."""
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="export needs the train extra")
+onnx = pytest.importorskip("onnx", reason="export needs the train extra")
+
+from pivh_live.bundle import CARD_FILE, ONNX_FILE, TORCH_FILE, load_bundle, sha256_file  # noqa: E402
+from pivh_live.engines import create_engine  # noqa: E402
+from pivh_live.errors import ModelBundleError  # noqa: E402
+from pivh_live.training import export as export_mod  # noqa: E402
+from pivh_live.training.export import (  # noqa: E402
+    LOGIT_TOLERANCE,
+    PROB_TOLERANCE,
+    check_parity,
+    export_bundle,
+    export_from_cli,
+    load_checkpoint,
+    phantom_like_batch,
+)
+from pivh_live.training.network import ModelConfig, PivhNet  # noqa: E402
+
+TINY = ModelConfig(input_size=64, width=4, depth=(1, 1, 1, 1))
+THRESHOLDS = {"pivh": 0.42, "severe": 0.31, "valid": 0.6}
+
+
+def _random_model(seed: int) -> PivhNet:
+    torch.manual_seed(seed)
+    model = PivhNet(TINY)
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        # Non-trivial BatchNorm statistics, so BN folding in the exporters is exercised.
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+    return model.eval()
+
+
+def _checkpoint(path: Path, model: PivhNet, **overrides) -> Path:
+    ckpt = {
+        "format": "pivh-live-checkpoint/1",
+        "model_config": dataclasses.asdict(TINY),
+        "state_dict": model.state_dict(),
+        "thresholds": THRESHOLDS,
+        "train_config": {"epochs": 1},
+        "val_metrics": {"auc_pivh": 0.5},
+        "epoch": 3,
+        "data": {
+            "train": "data/train",
+            "n_train_cases": 10,
+            "n_val_cases": 4,
+            "dataset_meta": {"generator": "pivh-live phantom", "seed": 1},
+        },
+        "preprocess": {"input_size": 64, "letterbox": "pad-square-centre-zero", "scale": "1/255"},
+    }
+    ckpt.update(overrides)
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    model = _random_model(0)
+    ckpt = _checkpoint(root / "best.pt", model)
+    out = export_bundle(ckpt, root / "models" / "tiny", version="1.2.3")
+    return out, model
+
+
+@pytest.mark.slow  # one dynamo export (~6 s) shared by the module
+def test_round_trip_engine_parity(exported):
+    bundle_dir, _ = exported
+    bundle = load_bundle(bundle_dir)
+    rng = np.random.default_rng(11)
+    regions = [rng.integers(0, 256, (h, w), dtype=np.uint8) for h, w in [(120, 200), (64, 64)]]
+    regions.append((phantom_like_batch(1, 96, seed=3)[0, 0] * 255).astype(np.uint8))
+    with (
+        create_engine("onnxruntime", bundle) as ort_engine,
+        create_engine("torch", bundle, device="cpu") as torch_engine,
+    ):
+        a, b = ort_engine.score_batch(regions), torch_engine.score_batch(regions)
+        raw_a = ort_engine.infer(phantom_like_batch(5, 64))
+        raw_b = torch_engine.infer(phantom_like_batch(5, 64))
+    for sa, sb in zip(a, b, strict=True):
+        assert np.max(np.abs(sa.grade_probs - sb.grade_probs)) <= PROB_TOLERANCE
+        assert abs(sa.p_valid - sb.p_valid) <= PROB_TOLERANCE
+        assert np.max(np.abs(sa.heatmap - sb.heatmap)) <= PROB_TOLERANCE
+    for name in raw_a:
+        assert raw_a[name].shape[0] == 5
+        assert np.max(np.abs(raw_a[name] - raw_b[name])) <= LOGIT_TOLERANCE
+
+
+@pytest.mark.slow  # one dynamo export (~6 s) shared by the module
+def test_card_contents(exported):
+    bundle_dir, _ = exported
+    bundle = load_bundle(bundle_dir)
+    card = bundle.card
+    assert (bundle.name, bundle.version, bundle.input_size) == ("tiny", "1.2.3", 64)
+    assert bundle.thresholds == THRESHOLDS
+    assert card["sha256"] == {f: sha256_file(bundle_dir / f) for f in (ONNX_FILE, TORCH_FILE)}
+    assert card["metrics"] == {"validation": {"auc_pivh": 0.5}}
+    assert card["training_data"]["description"].startswith("Synthetic phantom only")
+    assert card["training_data"]["dataset"]["generator"] == "pivh-live phantom"
+    assert card["training_data"]["n_val_cases"] == 4
+    assert set(card["software"]) == {"pivh_live", "torch", "onnx", "onnxruntime", "python"}
+    assert card["input"]["shape"] == [-1, 1, 64, 64]
+    assert card["outputs"][0]["labels"] == ["0", "I", "II", "III", "IV"]
+    assert card["outputs"][2]["shape"] == [-1, 1, 8, 8]
+    assert card["model_config"]["width"] == 4
+    parity = card["export"]["parity_max_abs_diff"]
+    assert parity["probabilities"] <= PROB_TOLERANCE
+    assert sorted(p.name for p in bundle_dir.iterdir()) == [CARD_FILE, ONNX_FILE, TORCH_FILE]
+
+
+@pytest.mark.slow  # one dynamo export (~6 s) shared by the module
+def test_onnx_is_one_self_contained_file(exported):
+    bundle_dir, _ = exported
+    model = onnx.load(str(bundle_dir / ONNX_FILE), load_external_data=False)
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    weights = torch.load(bundle_dir / TORCH_FILE, weights_only=True)
+    assert set(weights) == {"model_config", "state_dict"}
+
+
+@pytest.mark.slow  # one dynamo export (~6 s) shared by the module
+def test_parity_check_catches_a_different_model(exported):
+    bundle_dir, _ = exported
+    other = _random_model(1)
+    with pytest.raises(ModelBundleError, match="disagrees with torch"):
+        check_parity(other, bundle_dir / ONNX_FILE, 64)
+
+
+def test_failed_export_leaves_no_half_bundle(tmp_path, monkeypatch):
+    ckpt = _checkpoint(tmp_path / "best.pt", _random_model(0))
+
+    def boom(*args, **kwargs):
+        (args[1]).write_bytes(b"partial")
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(export_mod, "_export_onnx", boom)
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        export_bundle(ckpt, tmp_path / "models" / "x")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_publish_replaces_a_bundle_but_not_other_directories(tmp_path):
+    old = tmp_path / "b"
+    old.mkdir()
+    (old / CARD_FILE).write_text("{}")
+    (old / "stale").write_text("x")
+    new = tmp_path / ".b.tmp"
+    new.mkdir()
+    (new / CARD_FILE).write_text('{"new": true}')
+    export_mod._publish(new, old)
+    assert sorted(p.name for p in old.iterdir()) == [CARD_FILE]
+    assert not new.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "readme.txt").write_text("mine")
+    new.mkdir()
+    with pytest.raises(ModelBundleError, match="not a model bundle"):
+        export_mod._publish(new, other)
+    assert (other / "readme.txt").read_text() == "mine"
+
+
+def test_rejects_non_checkpoints(tmp_path):
+    with pytest.raises(ModelBundleError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    with pytest.raises(ModelBundleError, match="not a readable pivh-live checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    with pytest.raises(ModelBundleError, match="not a pivh-live-checkpoint/1 checkpoint"):
+        load_checkpoint(tmp_path / "tensor.pt")
+    model = _random_model(0)
+    bad_format = _checkpoint(tmp_path / "f.pt", model, format="other/1")
+    with pytest.raises(ModelBundleError, match="format 'other/1'"):
+        load_checkpoint(bad_format)
+    no_thr = _checkpoint(tmp_path / "t.pt", model, thresholds={"pivh": 0.5})
+    with pytest.raises(ModelBundleError, match=r"thresholds\.severe"):
+        load_checkpoint(no_thr)
+    other_pre = _checkpoint(
+        tmp_path / "p.pt", model, preprocess={"input_size": 64, "letterbox": "stretch"}
+    )
+    with pytest.raises(ModelBundleError, match="trained with preprocessing"):
+        load_checkpoint(other_pre)
+
+
+def test_export_from_cli_passes_arguments(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(checkpoint, out, name=None, version="0.1.0"):
+        seen.update(checkpoint=checkpoint, out=out, name=name, version=version)
+        return Path(out)
+
+    monkeypatch.setattr(export_mod, "export_bundle", fake)
+    args = argparse.Namespace(checkpoint=Path("c.pt"), out=Path("models/m"), name="m", version="2")
+    assert export_from_cli(args) == Path("models/m")
+    assert seen == dict(checkpoint=Path("c.pt"), out=Path("models/m"), name="m", version="2")

@@ -1,0 +1,108 @@
+"""PivhNet outputs, FLOP/parameter counts, loss behaviour and ONNX export parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pivh_live.training.config import ModelConfig, TrainConfig  # noqa: E402
+from pivh_live.training.network import (  # noqa: E402
+    PivhNet,
+    compute_loss,
+    count_flops,
+    count_parameters,
+)
+
+TINY = ModelConfig(width=4, depth=(1, 1, 1, 1), attention_heads=1)
+
+
+def test_default_output_shapes_and_dtypes() -> None:
+    torch.manual_seed(0)
+    model = PivhNet(ModelConfig()).eval()
+    x = torch.rand(3, 1, 256, 256)
+    with torch.no_grad():
+        grade, valid, heat = model(x)
+    assert grade.shape == (3, 5) and valid.shape == (3, 1) and heat.shape == (3, 1, 32, 32)
+    assert grade.dtype == valid.dtype == heat.dtype == torch.float32
+    assert torch.isfinite(grade).all() and torch.isfinite(heat).all()
+
+
+def test_batch_items_are_independent_in_eval() -> None:
+    torch.manual_seed(0)
+    model = PivhNet(TINY).eval()
+    x = torch.rand(4, 1, 256, 256)
+    with torch.no_grad():
+        full = model(x)
+        single = model(x[2:3])
+    for a, b in zip(full, single, strict=True):
+        torch.testing.assert_close(a[2:3], b, rtol=1e-4, atol=1e-5)
+
+
+def test_default_model_fits_budget() -> None:
+    model = PivhNet(ModelConfig())
+    params, flops = count_parameters(model), count_flops(model)
+    assert 50_000 < params < 1_000_000
+    # conv/linear FLOPs of one 256x256 frame; latency in docs/training.md
+    assert 20e6 < flops < 300e6
+    assert count_flops(PivhNet(TINY)) < flops
+
+
+def test_count_flops_counts_a_known_conv() -> None:
+    class One(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = ModelConfig(input_size=64)
+            self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    assert count_flops(One()) == 2 * 64 * 64 * 2 * 9  # type: ignore[arg-type]
+
+
+def test_model_config_rejects_bad_shapes() -> None:
+    from pivh_live.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="input_size"):
+        ModelConfig(input_size=250)
+    with pytest.raises(ConfigError, match="4 entries"):
+        ModelConfig(depth=(1, 1))
+
+
+def _batch(n: int, grades: list[int]) -> dict[str, torch.Tensor]:
+    heat = torch.zeros(n, 1, 32, 32)
+    heat[0, 0, 10:14, 10:14] = 1.0
+    return {
+        "grade": torch.tensor(grades),
+        "valid": torch.tensor([1.0 if g >= 0 else 0.0 for g in grades]),
+        "heatmap": heat,
+        "has_heatmap": torch.ones(n),
+    }
+
+
+def test_loss_ignores_ungraded_frames() -> None:
+    torch.manual_seed(0)
+    model = PivhNet(TINY)
+    x = torch.rand(3, 1, 256, 256, requires_grad=True)
+    grade_logits, valid_logit, heat = model(x)
+    grade_logits.retain_grad()
+    total, parts = compute_loss(
+        (grade_logits, valid_logit, heat), _batch(3, [2, -1, 0]), torch.ones(5), TrainConfig()
+    )
+    total.backward()
+    assert all(np.isfinite(v) for v in parts.values())
+    assert grade_logits.grad[1].abs().max() == 0.0
+    assert grade_logits.grad[0].abs().max() > 0.0
+
+
+def test_ordinal_term_prefers_near_misses() -> None:
+    config = TrainConfig(w_grade=0.0, w_valid=0.0, w_heatmap=0.0, w_ordinal=1.0)
+    batch = _batch(1, [4])
+    near = torch.tensor([[-5.0, -5.0, -5.0, 5.0, -5.0]])  # says III
+    far = torch.tensor([[5.0, -5.0, -5.0, -5.0, -5.0]])  # says 0
+    rest = (torch.zeros(1, 1), torch.zeros(1, 1, 32, 32))
+    near_loss, _ = compute_loss((near, *rest), batch, torch.ones(5), config)
+    far_loss, _ = compute_loss((far, *rest), batch, torch.ones(5), config)
+    assert float(near_loss) < 0.5 * float(far_loss)

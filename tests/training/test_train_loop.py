@@ -1,0 +1,234 @@
+"""Training data loading, splitting and a tiny end-to-end training run with resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pivh_live.dataset import read_dataset  # noqa: E402
+from pivh_live.errors import ConfigError  # noqa: E402
+from pivh_live.media import write_video  # noqa: E402
+from pivh_live.training.config import ModelConfig, TrainConfig  # noqa: E402
+from pivh_live.training.data import (  # noqa: E402
+    FrameDataset,
+    class_weights,
+    epoch_indices,
+    load_frameset,
+    split_cases,
+)
+from pivh_live.training.train import lr_factor, train  # noqa: E402
+
+N_FRAMES = 8
+SIZE = 64
+# case_id, clip grade, split
+CASES = [
+    ("c0", 0, "train"),
+    ("c1", 3, "train"),
+    ("c2", 1, "train"),
+    ("c3", 0, "train"),
+    ("v0", 0, "val"),
+    ("v1", 4, "val"),
+]
+
+
+def _write_case(root: Path, case_id: str, grade: int, seed: int, with_labels: bool) -> None:
+    """Speckle frames 64x48 (wider than tall: letterbox pads); lesion frames 2-5; frame 7 blank."""
+    rng = np.random.default_rng(seed)
+    h, w = 48, SIZE
+    frames = np.clip(rng.rayleigh(30.0, (N_FRAMES, h, w)), 0, 255).astype(np.uint8)
+    masks = np.zeros((N_FRAMES, h, w), dtype=bool)
+    visible = np.full(N_FRAMES, 0)
+    if grade > 0:
+        for t in range(2, 6):
+            masks[t, 14:26, 20 + 2 * t : 32 + 2 * t] = True
+            visible[t] = grade
+    frames[masks] = 200
+    frames[N_FRAMES - 1] = 0
+    visible[N_FRAMES - 1] = -1
+    write_video(root / f"{case_id}.mp4", frames, 25.0)
+    if with_labels:
+        rows = ["frame,visible_grade,valid"]
+        rows += [f"{t},{v},{int(v >= 0)}" for t, v in enumerate(visible)]
+        (root / f"{case_id}.frames.csv").write_text("\n".join(rows) + "\n")
+        np.savez_compressed(root / f"{case_id}.masks.npz", masks=masks)
+
+
+def make_dataset(root: Path, weak: tuple[str, ...] = ()) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["case_id,view,clip_grade,split"]
+    for i, (case_id, grade, split) in enumerate(CASES):
+        _write_case(root, case_id, grade, seed=100 + i, with_labels=case_id not in weak)
+        lines.append(f"{case_id},coronal,{grade},{split}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    (root / "phantom.json").write_text(json.dumps({"generator": "test", "seed": 1}))
+    return root
+
+
+def tiny_config(**changes: object) -> TrainConfig:
+    model = ModelConfig(width=4, depth=(1, 1, 1, 1), attention_heads=1, dropout=0.2)
+    base = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        samples_per_epoch=16,
+        frame_stride=1,
+        val_frame_stride=1,
+        lr=1e-2,
+        model=model,
+    )
+    return base.replace(**changes)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tiny") / "data", weak=("c3",))
+
+
+def test_frameset_targets_and_letterbox(dataset_dir: Path) -> None:
+    cases = read_dataset(dataset_dir).cases
+    fs = load_frameset(cases, 256, stride=2, progress=False)
+    assert fs.images.shape == (len(cases) * N_FRAMES // 2, 256, 256)
+    assert fs.images.dtype == np.uint8
+    c1 = next(i for i, c in enumerate(fs.cases) if c.case_id == "c1")
+    rows = fs.case_rows(c1)
+    assert fs.frame_index[rows].tolist() == [0, 2, 4, 6]
+    assert fs.grade[rows].tolist() == [0, 3, 3, 0]
+    # 64x48 region -> content 256x192 centred: 32 rows of padding top and bottom.
+    assert fs.cases[c1].box == (32, 0, 192, 256)
+    assert fs.images[rows[0], :32].max() == 0 and fs.images[rows[0], 32:224].max() > 0
+    assert set(fs.masks) >= {int(rows[1]), int(rows[2])}
+    assert int(rows[0]) not in fs.masks
+    # weak labels: case c3 has no frames.csv -> clip grade everywhere, valid 1, no masks
+    c3 = next(i for i, c in enumerate(fs.cases) if c.case_id == "c3")
+    assert not fs.cases[c3].has_frame_labels and not fs.cases[c3].has_masks
+    assert (fs.valid[fs.case_rows(c3)] == 1).all()
+    np.testing.assert_allclose(fs.t_s[rows], np.array([0, 2, 4, 6]) / 25.0)
+
+
+def test_blank_frames_have_no_grade(dataset_dir: Path) -> None:
+    cases = [c for c in read_dataset(dataset_dir).cases if c.case_id == "c1"]
+    fs = load_frameset(cases, 256, stride=1, progress=False)
+    assert fs.valid[-1] == 0 and fs.grade[-1] == -1
+    assert (fs.valid[:-1] == 1).all()
+
+
+def test_dataset_item_heatmap_follows_mask(dataset_dir: Path) -> None:
+    cases = [c for c in read_dataset(dataset_dir).cases if c.case_id == "c1"]
+    fs = load_frameset(cases, 256, stride=1, progress=False)
+    item = FrameDataset(fs, None, seed=0, heatmap_size=32)[3]
+    assert item["image"].shape == (1, 256, 256) and item["image"].dtype == torch.float32
+    heat = item["heatmap"][0].numpy()
+    assert heat.shape == (32, 32) and heat.min() >= 0.0 and heat.max() <= 1.0
+    ys, _xs = np.nonzero(heat > 0.5)
+    # mask rows 14:26 of 48 -> letterbox rows 32 + 4*(14..26) -> heatmap rows 11..16
+    assert ys.min() >= 10 and ys.max() <= 17
+    assert int(item["grade"]) == 3 and float(item["has_heatmap"]) == 1.0
+
+
+def test_split_uses_split_column_else_stratified(dataset_dir: Path) -> None:
+    cases = read_dataset(dataset_dir).cases
+    train_cases, val_cases = split_cases(cases, 0.3, seed=0)
+    assert [c.case_id for c in val_cases] == ["v0", "v1"]
+    assert [c.case_id for c in train_cases] == ["c0", "c1", "c2", "c3"]
+
+    class C:
+        def __init__(self, i: int, g: int) -> None:
+            self.case_id, self.clip_grade, self.split = f"k{i}", g, None
+
+    many = [C(i, i % 5) for i in range(50)]
+    tr, va = split_cases(many, 0.2, seed=3)
+    assert len(va) == 10 and len(tr) == 40
+    assert sorted(c.clip_grade for c in va) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert {c.case_id for c in va}.isdisjoint({c.case_id for c in tr})
+    assert [c.case_id for c in split_cases(many, 0.2, seed=3)[1]] == [c.case_id for c in va]
+
+
+def test_class_weights_inverse_frequency() -> None:
+    grade = np.array([0] * 80 + [1] * 20 + [-1] * 7)
+    w = class_weights(grade, 5, power=1.0)
+    assert w[1] / w[0] == pytest.approx(4.0)
+    assert (w[0] * 80 + w[1] * 20) / 100 == pytest.approx(1.0)
+    assert w[2] == w[3] == w[4]
+    assert np.allclose(class_weights(grade, 5, power=0.0), 1.0)
+
+
+def test_epoch_indices_seeded() -> None:
+    a = epoch_indices(10, 25, seed=1, epoch=0)
+    assert len(a) == 25 and set(a.tolist()) == set(range(10))
+    assert np.array_equal(a, epoch_indices(10, 25, seed=1, epoch=0))
+    assert not np.array_equal(a, epoch_indices(10, 25, seed=1, epoch=1))
+
+
+@pytest.mark.parametrize("total", [1, 10, 1000])
+def test_lr_schedules(total: int) -> None:
+    one = [lr_factor(s, total, 0.1, "onecycle") for s in range(total)]
+    cos = [lr_factor(s, total, 0.1, "cosine") for s in range(total)]
+    assert one[0] == pytest.approx(0.04)
+    assert max(one) <= 1.0 and max(cos) <= 1.0 and min(one) >= 1e-4 and min(cos) >= 0.0
+    if total >= 10:
+        warm = round(total * 0.1)
+        assert one[warm] == pytest.approx(1.0) and cos[warm] == pytest.approx(1.0)
+        assert np.all(np.diff(one[warm:]) <= 0) and np.all(np.diff(one[:warm]) > 0)
+        assert one[-1] < 0.05 and cos[-1] < 0.05
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_train_writes_contract_checkpoint(dataset_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    best = train(config, dataset_dir, tmp_path / "a", progress=False)
+    assert best == tmp_path / "a" / "best.pt"
+    ckpt = _state(best)
+    assert ckpt["format"] == "pivh-live-checkpoint/1"
+    for key in ("model_config", "state_dict", "thresholds", "train_config", "val_metrics"):
+        assert key in ckpt
+    assert ModelConfig.from_dict(ckpt["model_config"]) == config.model
+    assert set(ckpt["thresholds"]) == {"pivh", "severe", "valid"}
+    assert all(0.0 < v < 1.0 for v in ckpt["thresholds"].values())
+    assert ckpt["data"]["n_train_cases"] == 4 and ckpt["data"]["n_val_cases"] == 2
+    assert ckpt["data"]["dataset_meta"] == {"generator": "test", "seed": 1}
+    assert ckpt["preprocess"] == {
+        "input_size": 256,
+        "letterbox": "pad-square-centre-zero",
+        "scale": "1/255",
+    }
+    assert "training_state" not in ckpt
+    history = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").open()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(math.isfinite(h["train"]["total"]) for h in history)
+    assert history[1]["train"]["total"] < history[0]["train"]["total"] * 1.5
+    assert math.isfinite(history[-1]["val"]["clip_auc"])
+
+
+@pytest.mark.slow  # five short training calls
+def test_resume_continues_exactly(dataset_dir: Path, tmp_path: Path) -> None:
+    """The same run in two sittings: resume restores model, optimizer, scheduler and RNG."""
+    config = tiny_config()
+    train(config, dataset_dir, tmp_path / "a", progress=False)
+    train(config, dataset_dir, tmp_path / "b", progress=False, max_epochs=1)
+    assert len((tmp_path / "b" / "history.jsonl").read_text().splitlines()) == 1
+    train(config, dataset_dir, tmp_path / "b", resume=True, progress=False)
+    a, b = _state(tmp_path / "a" / "last.pt"), _state(tmp_path / "b" / "last.pt")
+    assert b["epoch"] == 2
+    for name, tensor in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][name], tensor, rtol=1e-5, atol=1e-6)
+
+    # A changed config cannot resume; a fresh run in the same directory restarts the history.
+    with pytest.raises(ConfigError, match=r"different settings \(epochs\)"):
+        train(config.replace(epochs=3), dataset_dir, tmp_path / "b", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="already at epoch 2 of 2"):
+        train(config, dataset_dir, tmp_path / "b", resume=True, progress=False)
+    train(config, dataset_dir, tmp_path / "b", progress=False, max_epochs=1)
+    assert len((tmp_path / "b" / "history.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_without_last_checkpoint_fails(dataset_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"last\.pt not found"):
+        train(tiny_config(), dataset_dir, tmp_path / "none", resume=True, progress=False)
