@@ -1,0 +1,57 @@
+"""Image formation: gray levels and speckle statistics in the clinical ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pivh_live.phantom.imaging import ImageFormer, SpeckleField
+from pivh_live.phantom.scanconv import sector_geometry
+from pivh_live.phantom.styles import sample_style
+
+
+def _uniform_image(seed: int, value: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    st = sample_style(rng)
+    geom = sector_geometry(st)
+    former = ImageFormer(st, geom)
+    speckle = SpeckleField(rng, (geom.n_beams, geom.n_samples), st.speckle_r)
+    amp = np.full((geom.n_beams, geom.n_samples), value, dtype=np.float32)
+    img = geom.convert(former.form(amp, speckle.next(), 0.0))
+    return img[geom.inside]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_parenchyma_speckle_in_clinical_range(seed: int) -> None:
+    v = _uniform_image(seed, 1.0)
+    assert 65.0 <= v.mean() <= 95.0
+    assert 12.0 <= v.std() <= 23.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_csf_dark_choroid_bright(seed: int) -> None:
+    assert _uniform_image(seed, 0.02).mean() < 5.0
+    assert 140.0 <= _uniform_image(seed, 3.0).mean() <= 200.0
+
+
+def test_speckle_is_temporally_correlated() -> None:
+    field = SpeckleField(np.random.default_rng(0), (64, 64), 0.9)
+    a = field.next().copy()
+    b = field.next()
+    r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert 0.85 < r < 0.95
+    assert abs(float(np.mean(b**2)) - 0.5) < 0.05  # unit mean power per complex sample
+
+
+def test_bone_shadows_what_lies_behind() -> None:
+    rng = np.random.default_rng(3)
+    st = sample_style(rng)
+    geom = sector_geometry(st)
+    former = ImageFormer(st, geom)
+    field = SpeckleField(rng, (geom.n_beams, geom.n_samples), st.speckle_r)
+    amp = np.ones((geom.n_beams, geom.n_samples), dtype=np.float32)
+    half = geom.n_beams // 2
+    amp[:half, 40:48] = 8.0  # a bone plate over the left half of the beams
+    polar = former.form(amp, field.next(), 0.0)
+    behind = slice(80, geom.n_samples)
+    assert polar[:half, behind].mean() < 0.3 * polar[half:, behind].mean()
