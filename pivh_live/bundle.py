@@ -47,6 +47,8 @@ REFERENCES: tuple[dict[str, str], ...] = (
         "doi": "10.1007/s00247-025-06327-x",
     },
 )
+DEFAULT_MODEL = "pivh-phantom"
+MODEL_ENV = "PIVH_LIVE_MODEL"
 _HASH_CHUNK = 1 << 20
 _REEXPORT = "re-export the bundle with `pivh-live export`"
 
@@ -273,6 +275,24 @@ def _check_onnx_io(card: dict[str, Any], onnx_path: Path) -> None:
             f"{onnx_path} has inputs/outputs {actual} but {CARD_FILE} declares {declared}; "
             "re-export the bundle"
         )
+
+
+def default_bundle_path() -> Path:
+    """The bundle used when none is named: $PIVH_LIVE_MODEL, else the shipped models/pivh-phantom.
+
+    The shipped bundle lives in the source tree's ``models/`` (an editable or
+    source install); a wheel install must name a bundle or set the variable.
+    """
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    shipped = Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL
+    if not shipped.is_dir():
+        raise ModelBundleError(
+            f"no model bundle given and the shipped one ({shipped}) is not here; "
+            f"pass --model DIR or set {MODEL_ENV}"
+        )
+    return shipped
 
 
 def load_bundle(path: str | Path) -> ModelBundle:

@@ -66,3 +66,11 @@ def bench_engine_loop(
         "per_frame_ms_median": stats["median"] / batch,
         "fps": 1000.0 * batch / stats["median"],
     }
+
+
+def phantom_regions(seed: int, n: int = 16) -> list[np.ndarray]:
+    """``n`` seeded phantom image regions (one short clip) to feed timing loops."""
+    from pivh_live.phantom import render_clip, sample_case
+
+    spec = sample_case(np.random.default_rng(seed), "balanced", n_frames=n, grade=3)
+    return list(render_clip(spec).frames)
