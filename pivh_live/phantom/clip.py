@@ -133,6 +133,7 @@ def sample_case(
         grade = int(rng.choice(5, p=p / p.sum()))  # the published table sums to 100.2%
     left, right = _side_grades(rng, grade)
     traps = tuple(t for t in TRAPS if rng.random() < 0.3)
+    ga = float(rng.uniform(28.0, 32.0))
     return CaseSpec(
         case_id=case_id,
         seed=int(rng.integers(0, 2**63 - 1)),
@@ -142,8 +143,8 @@ def sample_case(
         n_frames=int(n_frames),
         fps=float(fps),
         screen=bool(screen),
-        style=sample_style(rng, screen=screen),
-        ga_weeks=float(rng.uniform(28.0, 32.0)),
+        style=sample_style(rng, screen=screen, ga_weeks=ga),
+        ga_weeks=ga,
         traps=traps,
     )
 

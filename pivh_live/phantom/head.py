@@ -131,10 +131,14 @@ def build_head(
     fine = smooth_noise(rng, grid.shape, tuple(max(4, n // 7) for n in grid.shape))
     d_vent = grid.empty()
     choroid = grid.empty()
+    # A 1 mm horn is below the resolution of many probes; operators still see
+    # the slit, so render at least ~1.5-2 mm (labels do not depend on it).
+    min_half = float(rng.uniform(0.75, 1.0))
     for side, sec in secs.items():
         rot_t = [rotation(t, lv) for t, lv in zip(sec.tangent, sec.long_dir, strict=True)]
         for i in range(len(sec.part)):
-            axes = np.array([1.5, sec.half_long[i], sec.half_thin[i]])
+            thin = max(float(sec.half_thin[i]), min_half) if sec.part[i] <= 2 else sec.half_thin[i]
+            axes = np.array([1.5, sec.half_long[i], thin])
             splat_ellipsoid(grid, d_vent, sec.center[i], axes, rot_t[i])
         halo = float(rng.uniform(0.3, 0.8))
         for c, axes, rot in _choroid_lobes(

@@ -74,7 +74,12 @@ class ImageFormer:
         lin = (style.tissue_level / 255.0) ** (1.0 / style.gamma)
         self._offset = lin * style.dynamic_range_db - _RAYLEIGH_LOG_MEAN_DB
         self._dr_mm = dr
-        self._floor = np.float32(10.0 ** (style.noise_floor_db / 10.0))
+        # Electronic noise power per sample, set from its displayed gray at full
+        # depth (log-Rayleigh mean, as for tissue) and falling towards the skin.
+        lin_noise = (style.noise_gray / 255.0) ** (1.0 / style.gamma)
+        floor_db = (lin_noise - lin) * style.dynamic_range_db
+        floor_db = floor_db - style.noise_rise_db * (1.0 - r / style.depth_mm)
+        self._floor = (10.0 ** (floor_db / 10.0)).astype(np.float32)[None, :]
 
     def form(self, backscatter: np.ndarray, speckle: np.ndarray, gain_db: float) -> np.ndarray:
         """(beams, samples) backscatter + speckle field -> uint8 polar image."""
@@ -96,7 +101,7 @@ class ImageFormer:
             )
             p = (blurred[..., 0] ** 2 + blurred[..., 1] ** 2) * np.float32(self._norm[b] ** 2)
             power += p * self._w[b][None, :]
-        power += self._floor * (speckle[..., 0] ** 2 + speckle[..., 1] ** 2)
+        power += self._noise(speckle)
         db = 10.0 * np.log10(power + 1e-9) + self._tgc + gain_db
         db = cv2.GaussianBlur(db, (0, 0), sigmaX=self._smooth[0], sigmaY=self._smooth[1])
         return self._compress(db)
@@ -116,6 +121,14 @@ class ImageFormer:
         field = speckle * a[..., None]
         blurred = cv2.sepFilter2D(field, -1, self._kax, self._kl[1], borderType=cv2.BORDER_REFLECT)
         power = (blurred[..., 0] ** 2 + blurred[..., 1] ** 2) * np.float32(self._norm[1] ** 2)
-        power += self._floor * (speckle[..., 0] ** 2 + speckle[..., 1] ** 2)
-        db = 10.0 * np.log10(power + 1e-9) + gain_db - rng.uniform(5.0, 25.0)
+        power *= np.float32(10.0 ** (-rng.uniform(5.0, 25.0) / 10.0))
+        power += self._noise(speckle)
+        db = 10.0 * np.log10(power + 1e-9) + self._tgc + gain_db
+        db = cv2.GaussianBlur(db, (0, 0), sigmaX=self._smooth[0], sigmaY=self._smooth[1])
         return self._compress(db)
+
+    def _noise(self, speckle: np.ndarray) -> np.ndarray:
+        """Noise floor power: the scatterer field shifted so it does not track the tissue."""
+        nb, ns = speckle.shape[:2]
+        z = np.roll(speckle, (nb // 3, ns // 2), axis=(0, 1))
+        return self._floor * (z[..., 0] ** 2 + z[..., 1] ** 2)

@@ -69,8 +69,8 @@ def sector_geometry(style: ScannerStyle) -> SectorGeometry:
     top = r0 * np.cos(half)
     px = (r1 - top) / style.out_h
     width = 2.0 * r1 * np.sin(half) / px
-    w = int(np.ceil(width))
-    w += w % 2
+    # Even width, rounded down: a rounded-up column would hold no sector pixel.
+    w = max(2 * int(width / 2.0), 2)
     h = style.out_h
     xs = (np.arange(w, dtype=np.float32) + 0.5 - w / 2.0) * px
     ys = top + (np.arange(h, dtype=np.float32) + 0.5) * px

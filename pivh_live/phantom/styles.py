@@ -43,7 +43,8 @@ class ScannerStyle:
     smooth_mm: float  # speckle-reduction smoothing of the log image
     tgc_db: tuple[float, ...]  # residual depth-gain curve, control points over depth
     gain_drift_db: float  # amplitude of slow gain drift during the clip
-    noise_floor_db: float  # electronic noise relative to parenchyma (shows the sector edge)
+    noise_gray: float  # displayed gray of the electronic noise floor at the bottom of the fan
+    noise_rise_db: float  # noise floor rise from skin to full depth (TGC amplifies deep noise)
     p_freeze: float  # chance per second of a frozen-frame run
     p_lift: float  # chance per clip of a probe-lifted run
     p_off_start: float
@@ -51,8 +52,19 @@ class ScannerStyle:
     screen: ScreenLayout | None = None
 
 
-def sample_style(rng: np.random.Generator, screen: bool = False) -> ScannerStyle:
-    depth = rng.uniform(80.0, 100.0) if rng.random() < 0.7 else rng.uniform(60.0, 120.0)
+def brain_depth_mm(ga_weeks: float) -> float:
+    """Typical depth of the brain's base below the fontanelle skin (see anatomy.sample_shape)."""
+    scale = 0.9 + 0.03 * (ga_weeks - 28.0)
+    return 0.98 * (2.0 * 36.0 * scale + 6.25)
+
+
+def sample_style(
+    rng: np.random.Generator, screen: bool = False, ga_weeks: float = 30.0
+) -> ScannerStyle:
+    # Depth is set so the brain fills most of the fan (operators fit the depth
+    # to the head), sometimes cutting the skull base; some scanners sit deeper.
+    fill = rng.uniform(0.85, 1.1) if rng.random() < 0.75 else rng.uniform(0.72, 0.88)
+    depth = brain_depth_mm(ga_weeks) / fill
     sector = rng.uniform(90.0, 120.0)
     dr = rng.uniform(50.0, 60.0) if rng.random() < 0.8 else rng.uniform(45.0, 66.0)
     apex = float(rng.choice([0.0, rng.uniform(3.0, 14.0)]))
@@ -85,7 +97,8 @@ def sample_style(rng: np.random.Generator, screen: bool = False) -> ScannerStyle
         smooth_mm=float(rng.uniform(0.08, 0.22)),
         tgc_db=tuple(float(v) for v in rng.normal(0.0, 2.0, 5)),
         gain_drift_db=float(rng.uniform(0.3, 2.0)),
-        noise_floor_db=float(rng.uniform(-32.0, -23.0) if rng.random() < 0.5 else -80.0),
+        noise_gray=float(rng.uniform(7.0, 26.0)),
+        noise_rise_db=float(rng.uniform(3.0, 12.0)),
         p_freeze=float(rng.uniform(0.0, 0.15)),
         p_lift=float(rng.uniform(0.0, 0.35)),
         p_off_start=float(rng.uniform(0.0, 0.25)),

@@ -23,7 +23,7 @@ def _lesion_contrast(clip: Clip) -> tuple[float, float]:
     return float(np.percentile(np.concatenate(inside), 90)), float(np.median(np.concatenate(ring)))
 
 
-@pytest.mark.parametrize(("grade", "seed"), [(1, 110), (2, 120), (3, 130), (4, 140)])
+@pytest.mark.parametrize(("grade", "seed"), [(1, 110), (2, 121), (3, 130), (4, 140)])
 def test_lesions_are_echogenic(grade: int, seed: int) -> None:
     clip = render_clip(small_spec(grade, seed, n_frames=20))
     lesion, around = _lesion_contrast(clip)
