@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pivh_live.commands.train", "train the PIVH network on a dataset"),
     "evaluate": ("pivh_live.commands.evaluate", "evaluate a model bundle on a dataset"),
     "export": ("pivh_live.commands.export", "export a checkpoint to a model bundle"),
+    "analyze": ("pivh_live.commands.analyze", "analyse recorded clips offline"),
+    "run": ("pivh_live.commands.run", "run the live analyser"),
     "bench": ("pivh_live.commands.bench", "benchmark frame latency"),
 }
 

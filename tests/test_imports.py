@@ -21,6 +21,9 @@ RUNTIME_MODULES = [
     "pivh_live.region",
     "pivh_live.evaluation.evaluate",
     "pivh_live.bench.engine_loop",
+    "pivh_live.pipeline",
+    "pivh_live.pipeline.analyze",
+    "pivh_live.pipeline.live",
 ]
 
 
