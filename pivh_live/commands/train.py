@@ -22,6 +22,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--resume", action="store_true", help="resume from OUT/last.pt")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: up to 2; use 1 on a busy machine)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -39,7 +39,9 @@ def train_from_cli(args: argparse.Namespace) -> Path:
     overrides = {k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None}
     if overrides:
         config = config.replace(**overrides)
-    return train(config, args.data, args.out, val_dir=args.val_data, resume=args.resume)
+    return train(
+        config, args.data, args.out, val_dir=args.val_data, resume=args.resume, threads=args.threads
+    )
 
 
 def train(
@@ -50,8 +52,13 @@ def train(
     resume: bool = False,
     progress: bool = True,
     max_epochs: int | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Train PivhNet; returns the path of the best checkpoint (OUT/best.pt).
+
+    ``threads`` sets torch's CPU threads (default: up to 2). On a machine shared
+    with other busy processes 1 is much faster: torch's worker threads wait on
+    each other whenever one of them is descheduled.
 
     ``max_epochs`` stops this call after that many epochs (the schedule still
     spans ``config.epochs``), so a long run can be split into sittings and
@@ -64,7 +71,7 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(threads or max(1, min(2, os.cpu_count() or 1)))
     # Denormal floats (weights and activations near zero late in training) make CPU
     # convolutions several times slower; flushing them to zero costs no accuracy here.
     torch.set_flush_denormal(True)
