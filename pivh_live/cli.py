@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("pivh_live.commands.export", "export a checkpoint to a model bundle"),
     "analyze": ("pivh_live.commands.analyze", "analyse recorded clips offline"),
     "run": ("pivh_live.commands.run", "run the live analyser"),
+    "record": ("pivh_live.commands.record", "record a session without a display"),
+    "build-engine": ("pivh_live.commands.build_engine", "build a TensorRT engine for a bundle"),
+    "doctor": ("pivh_live.commands.doctor", "check this machine and say what to fix"),
     "bench": ("pivh_live.commands.bench", "benchmark frame latency"),
 }
 

@@ -24,6 +24,9 @@ RUNTIME_MODULES = [
     "pivh_live.pipeline",
     "pivh_live.pipeline.analyze",
     "pivh_live.pipeline.live",
+    "pivh_live.recording",
+    "pivh_live.recording.recorder",
+    "pivh_live.doctor",
 ]
 
 

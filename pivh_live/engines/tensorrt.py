@@ -4,7 +4,13 @@ CUDA memory and the stream come from torch.cuda (torch is on Jetson through
 NVIDIA's wheels), so no pycuda / cuda-python is needed. Buffers are sized
 once for the engine's largest batch; inputs go through a pinned host buffer.
 With ``cuda_graph=True`` each batch size's ``execute_async_v3`` is captured
-once into a CUDA graph and replayed, which removes most per-call launch cost.
+once into a CUDA graph and replayed, which removes most per-call launch cost;
+each batch size gets its own execution context, because a captured graph
+bakes in the input shape and the context state it was captured with.
+
+Preprocessing stays on the CPU: a captured frame is in host memory, and
+uploading a whole 1080p frame to letterbox it on the GPU moves ~25x more
+bytes than the 256x256 float input (the CPU letterbox takes 0.3-0.7 ms).
 
 A TensorRT engine only runs on the TensorRT version and GPU it was built
 for, and only means something for the ONNX it was built from: every engine
@@ -36,6 +42,7 @@ TRT_MISSING = (
     "apt install python3-libnvinfer; x86: pip install tensorrt)"
 )
 TORCH_MISSING = "torch with CUDA is needed for TensorRT buffers; install NVIDIA's torch wheel"
+_REPORT = "the engine may be damaged: rebuild it with `pivh-live build-engine`"
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ def stamp_path(engine_path: str | Path) -> Path:
 
 def rebuild_hint(engine_path: Path) -> str:
     return (
-        f"rebuild it on this machine with `python -m pivh_live.engines.tensorrt_build "
+        f"rebuild it on this machine with `pivh-live build-engine "
         f"{engine_path.parent} --out {engine_path}`"
     )
 
@@ -188,14 +195,18 @@ class TensorRTEngine(Engine):
         if self._engine is None:
             raise EngineError(f"TensorRT could not deserialize {path}; {rebuild_hint(path)}")
         self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise EngineError(f"TensorRT could not create an execution context for {path}")
         self._check_io(trt, path)
         self.max_batch = int(self._engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
         self.cuda_graph = cuda_graph
         self.engine_path = path
         self._stream = torch.cuda.Stream(device=device)
         self._allocate(trt)
+        self._bind(self._context)
         self._shape_n = 0
-        self._graphs: dict[int, Any] = {}
+        # batch size -> (execution context, CUDA graph); the first reuses self._context.
+        self._graphs: dict[int, tuple[Any, Any]] = {}
         log.info("tensorrt %s engine %s max_batch=%d", trt.__version__, path, self.max_batch)
 
     @classmethod
@@ -221,44 +232,57 @@ class TensorRTEngine(Engine):
             shape = list(self._engine.get_tensor_shape(name))
             shape[0] = self.max_batch
             dtype = _torch_dtype(torch, trt.nptype(self._engine.get_tensor_dtype(name)))
-            buf = torch.empty(shape, dtype=dtype, device="cuda")
-            self._device_buf[name] = buf
-            # Addresses never change (buffers hold the largest batch), so set them once.
-            self._context.set_tensor_address(name, int(buf.data_ptr()))
+            self._device_buf[name] = torch.empty(shape, dtype=dtype, device="cuda")
             if name != INPUT_NAME:
                 self._host_out[name] = torch.empty(shape, dtype=dtype, pin_memory=True)
         in_shape = list(self._device_buf[INPUT_NAME].shape)
         self._host_in = torch.empty(in_shape, dtype=torch.float32, pin_memory=True)
 
-    def _execute(self, n: int) -> None:
-        if n != self._shape_n:
-            size = self.bundle.input_size
-            if not self._context.set_input_shape(INPUT_NAME, (n, 1, size, size)):
-                raise EngineError(
-                    f"TensorRT rejected batch {n}; the engine takes 1..{self.max_batch}"
-                )
-            self._shape_n = n
-        if not self.cuda_graph:
-            if not self._context.execute_async_v3(self._stream.cuda_stream):
-                raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log above")
-            return
-        graph = self._graphs.get(n)
-        if graph is None:
-            graph = self._capture()
-            self._graphs[n] = graph
-        graph.replay()
+    def _bind(self, context: Any) -> None:
+        # Addresses never change (buffers hold the largest batch), so set them once per context.
+        for name, buf in self._device_buf.items():
+            if not context.set_tensor_address(name, int(buf.data_ptr())):
+                raise EngineError(f"TensorRT rejected the buffer for {name}; {_REPORT}")
 
-    def _capture(self) -> Any:
+    def _set_shape(self, context: Any, n: int) -> None:
+        size = self.bundle.input_size
+        if not context.set_input_shape(INPUT_NAME, (n, 1, size, size)):
+            raise EngineError(f"TensorRT rejected batch {n}; the engine takes 1..{self.max_batch}")
+
+    def _enqueue(self, context: Any) -> None:
+        if not context.execute_async_v3(self._stream.cuda_stream):
+            raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log above")
+
+    def _execute(self, n: int) -> None:
+        if not self.cuda_graph:
+            if n != self._shape_n:
+                self._set_shape(self._context, n)
+                self._shape_n = n
+            self._enqueue(self._context)
+            return
+        entry = self._graphs.get(n)
+        if entry is None:
+            entry = self._capture(n)
+            self._graphs[n] = entry
+        entry[1].replay()
+
+    def _capture(self, n: int) -> tuple[Any, Any]:
         torch = self._torch
+        context = self._context if not self._graphs else self._engine.create_execution_context()
+        if context is None:
+            raise EngineError(f"TensorRT could not create an execution context; {_REPORT}")
+        self._bind(context)
+        self._set_shape(context, n)
         # One plain run first: TensorRT does shape-dependent setup on the first
         # enqueue after set_input_shape, which must not land inside the capture.
-        if not self._context.execute_async_v3(self._stream.cuda_stream):
-            raise EngineError("TensorRT execute_async_v3 failed; see the TensorRT log above")
+        self._enqueue(context)
         self._stream.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self._stream):
-            self._context.execute_async_v3(self._stream.cuda_stream)
-        return graph
+        # thread_local: CUDA calls from other threads (capture, display) must not
+        # invalidate this capture.
+        with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
+            self._enqueue(context)
+        return context, graph
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         batch = self._check_batch(batch)
@@ -275,7 +299,9 @@ class TensorRTEngine(Engine):
         return {name: self._host_out[name][:n].float().numpy().copy() for name in OUTPUT_NAMES}
 
     def close(self) -> None:
-        # Free in dependency order: graphs and context before the engine and runtime.
+        # Free in dependency order: graphs, then contexts, then the engine and runtime.
+        for _context, graph in self._graphs.values():
+            graph.reset()
         self._graphs = {}
         self._context = None
         self._engine = None
