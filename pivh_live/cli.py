@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("pivh_live.commands.export", "export a checkpoint to a model bundle"),
     "analyze": ("pivh_live.commands.analyze", "analyse recorded clips offline"),
     "run": ("pivh_live.commands.run", "run the live analyser"),
+    "review": ("pivh_live.commands.review", "serve recorded sessions in a browser"),
     "record": ("pivh_live.commands.record", "record a session without a display"),
     "build-engine": ("pivh_live.commands.build_engine", "build a TensorRT engine for a bundle"),
     "doctor": ("pivh_live.commands.doctor", "check this machine and say what to fix"),

@@ -27,6 +27,7 @@ RUNTIME_MODULES = [
     "pivh_live.recording",
     "pivh_live.recording.recorder",
     "pivh_live.doctor",
+    "pivh_live.web",
 ]
 
 

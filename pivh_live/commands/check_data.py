@@ -11,8 +11,11 @@ log = logging.getLogger(__name__)
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="dataset directory (holds labels.csv)")
-    p.add_argument("--decode", action="store_true",
-                   help="also decode every case's media and check frame counts")
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode every case's media and check frame counts",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -17,13 +17,22 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset directory")
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.add_argument("--engine", default="onnxruntime", help="engine name (default onnxruntime)")
-    p.add_argument("--bootstrap", type=int, default=1000,
-                   help="bootstrap resamples for confidence intervals (default 1000)")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for confidence intervals (default 1000)",
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--split", choices=("train", "val", "test"), default=None,
-                   help="evaluate only the cases of this split (labels.csv `split` column)")
-    p.add_argument("--update-card", action="store_true",
-                   help="write the metrics into the bundle's model.json")
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default=None,
+        help="evaluate only the cases of this split (labels.csv `split` column)",
+    )
+    p.add_argument(
+        "--update-card", action="store_true", help="write the metrics into the bundle's model.json"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

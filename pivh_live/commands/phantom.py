@@ -15,20 +15,35 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output dataset directory")
     p.add_argument("--cases", type=int, default=20, help="number of clips (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
-    p.add_argument("--screen", action="store_true",
-                   help="render each clip inside a full scanner screen (HDMI capture look) "
-                        "with UI chrome and fake burned-in identifiers; the image region "
-                        "is recorded in labels.csv")
-    p.add_argument("--prevalence", choices=("balanced", "nicu"), default="balanced",
-                   help="grade mix: balanced (equal 0-IV) or nicu (KNN VLBW prevalence)")
+    p.add_argument(
+        "--screen",
+        action="store_true",
+        help="render each clip inside a full scanner screen (HDMI capture look) "
+        "with UI chrome and fake burned-in identifiers; the image region "
+        "is recorded in labels.csv",
+    )
+    p.add_argument(
+        "--prevalence",
+        choices=("balanced", "nicu"),
+        default="balanced",
+        help="grade mix: balanced (equal 0-IV) or nicu (KNN VLBW prevalence)",
+    )
     p.add_argument("--seconds", type=float, default=5.0, help="clip length (default 5)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")
-    p.add_argument("--codec", choices=("libx264", "ffv1"), default="libx264",
-                   help="video codec (default libx264; ffv1 is lossless)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="worker processes (default: number of CPUs)")
-    p.add_argument("--preview", action="store_true",
-                   help="also write DIR/preview.png, a contact sheet of frames per grade")
+    p.add_argument(
+        "--codec",
+        choices=("libx264", "ffv1"),
+        default="libx264",
+        help="video codec (default libx264; ffv1 is lossless)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=0, help="worker processes (default: number of CPUs)"
+    )
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="also write DIR/preview.png, a contact sheet of frames per grade",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -13,17 +13,33 @@ from pathlib import Path
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="training dataset directory")
-    p.add_argument("--val-data", type=Path, default=None,
-                   help="separate validation dataset (default: hold out cases of --data)")
-    p.add_argument("--config", type=Path, default=None,
-                   help="JSON training config (defaults: see docs/training.md)")
-    p.add_argument("--out", type=Path, default=Path("runs/train"),
-                   help="run directory for checkpoints and logs (default runs/train)")
+    p.add_argument(
+        "--val-data",
+        type=Path,
+        default=None,
+        help="separate validation dataset (default: hold out cases of --data)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="JSON training config (defaults: see docs/training.md)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/train"),
+        help="run directory for checkpoints and logs (default runs/train)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
     p.add_argument("--resume", action="store_true", help="resume from OUT/last.pt")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: up to 2; use 1 on a busy machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: up to 2; use 1 on a busy machine)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

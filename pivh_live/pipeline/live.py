@@ -101,9 +101,11 @@ def _supervise(
     start = time.monotonic()
     last_result = start
     reason = "stopped"
+    # The host (and so the consumers) closes after the stages stop, so the
+    # recorder takes the last frames instead of the capture stage dropping them.
     with (
-        Supervisor(stage_specs(config, endpoints), endpoints, log_level=config.log_level) as sup,
         ConsumerHost(endpoints, consumers, name="host", subscribe_status=False) as host,
+        Supervisor(stage_specs(config, endpoints), endpoints, log_level=config.log_level) as sup,
     ):
         sup.start()
         while True:

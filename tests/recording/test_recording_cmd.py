@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pivh_live.commands import record
+from pivh_live.commands import record, run
 from pivh_live.errors import ConfigError, PivhError
 from pivh_live.media import iter_frames
 from pivh_live.recording import SessionStore
@@ -33,7 +33,6 @@ def _args(tmp_path: Path, *extra: str, source: str = SOURCE) -> argparse.Namespa
     ("extra", "message"),
     [
         (["--no-record"], "record always records"),
-        (["--session-dir", "x"], "--data-dir"),
         (["--duration", "0"], "--duration"),
         (["--crf", "60"], "--crf"),
     ],
@@ -49,9 +48,9 @@ def test_bad_options_fail_in_one_line(tmp_path: Path, extra: list[str], message:
 def test_factory_for_run_honours_no_record(tmp_path: Path) -> None:
     args = _args(tmp_path)
     args.no_record = True
-    assert record.recorder_factory(args, tmp_path) is None
+    assert run.recorder_factory(args, tmp_path) is None
     args.no_record = False
-    rec = record.recorder_factory(args, tmp_path)
+    rec = run.recorder_factory(args, tmp_path)
     try:
         assert rec.needs_record
         meta = rec.store.meta(rec.session_id)
