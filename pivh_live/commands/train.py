@@ -12,7 +12,13 @@ from pathlib import Path
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="training dataset directory")
+    p.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="training dataset directory (several are pooled)",
+    )
     p.add_argument(
         "--val-data",
         type=Path,

@@ -218,14 +218,18 @@ def _dataset_info(data_dir: Path, cases: list[Any], grade: np.ndarray) -> dict[s
 def training_overlap(card: dict[str, Any], data_dir: Path, dataset: dict[str, Any]) -> str | None:
     """Why the evaluation data may share cases with the training data, or None."""
     training = card.get("training_data") or {}
-    train_dir = training.get("train")
-    if train_dir and Path(train_dir).resolve() == data_dir.resolve():
-        return f"{data_dir} is the directory the model was trained on"
-    meta, train_meta = dataset.get("phantom") or {}, training.get("dataset") or {}
+    train_dirs = training.get("train") or []
+    train_dirs = [train_dirs] if isinstance(train_dirs, str) else train_dirs
+    if any(Path(d).resolve() == data_dir.resolve() for d in train_dirs):
+        return f"{data_dir} is a directory the model was trained on"
+    meta = dataset.get("phantom") or {}
+    train_metas = training.get("dataset") or {}
+    train_metas = [train_metas] if isinstance(train_metas, dict) else train_metas
     keys = ("generator", "seed")
-    if meta.get("seed") is not None and all(meta.get(k) == train_meta.get(k) for k in keys):
-        # The phantom seeds case i from (seed, i): the same seed repeats the same clips.
-        return f"{data_dir} is a phantom with the training data's seed {meta['seed']}"
+    for train_meta in (tm or {} for tm in train_metas):
+        if meta.get("seed") is not None and all(meta.get(k) == train_meta.get(k) for k in keys):
+            # The phantom seeds case i from (seed, i): the same seed repeats the same clips.
+            return f"{data_dir} is a phantom with the training data's seed {meta['seed']}"
     return None
 
 

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def train_from_cli(args: argparse.Namespace) -> Path:
 
 def train(
     config: TrainConfig,
-    data_dir: str | Path,
+    data_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     val_dir: str | Path | None = None,
     resume: bool = False,
@@ -77,7 +78,8 @@ def train(
     torch.set_flush_denormal(True)
     device = _device(config.device)
     resume_from = _read_resume(out / "last.pt", config) if resume else None
-    train_set, val_set, data_info = _load_data(config, Path(data_dir), val_dir, progress)
+    dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else [Path(d) for d in data_dir]
+    train_set, val_set, data_info = _load_data(config, dirs, val_dir, progress)
     weights = torch.from_numpy(class_weights(train_set.grade, 5, config.class_weight_power))
     log.info("class weights (grades 0-IV): %s", np.round(weights.numpy(), 3).tolist())
 
@@ -151,12 +153,13 @@ def _device(name: str) -> Any:
 
 
 def _load_data(
-    config: TrainConfig, data_dir: Path, val_dir: str | Path | None, progress: bool
+    config: TrainConfig, data_dirs: list[Path], val_dir: str | Path | None, progress: bool
 ) -> tuple[FrameSet, FrameSet, dict[str, Any]]:
     from pivh_live.dataset import read_dataset
     from pivh_live.training.data import load_frameset, split_cases
 
-    cases = list(read_dataset(data_dir).cases)
+    # Several directories train as one pool (case ids may repeat across them).
+    cases = [c for d in data_dirs for c in read_dataset(d).cases]
     if val_dir is not None:
         train_cases = [c for c in cases if str(getattr(c, "split", "") or "").lower() != "test"]
         val_all = read_dataset(Path(val_dir)).cases
@@ -164,7 +167,8 @@ def _load_data(
     else:
         train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
     if not train_cases or not val_cases:
-        raise DatasetError(f"{data_dir}: need training and validation cases; add cases")
+        names = ", ".join(map(str, data_dirs))
+        raise DatasetError(f"{names}: need training and validation cases; add cases")
     size = config.model.input_size
     train_set = load_frameset(train_cases, size, config.frame_stride, progress=progress)
     val_set = load_frameset(val_cases, size, config.val_frame_stride, progress=progress)
@@ -178,17 +182,22 @@ def _load_data(
         len(val_cases),
         len(val_set),
     )
-    meta_path = data_dir / "phantom.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
+    metas = [
+        json.loads((d / "phantom.json").read_text(encoding="utf-8"))
+        if (d / "phantom.json").is_file()
+        else None
+        for d in data_dirs
+    ]
+    single = len(data_dirs) == 1
     info = {
-        "train": str(data_dir),
+        "train": str(data_dirs[0]) if single else [str(d) for d in data_dirs],
         "val": str(val_dir) if val_dir is not None else None,
         "n_train_cases": len(train_cases),
         "n_val_cases": len(val_cases),
         "n_train_frames": len(train_set),
         "n_val_frames": len(val_set),
         "val_case_ids": [c.case_id for c in val_set.cases],
-        "dataset_meta": meta,
+        "dataset_meta": metas[0] if single else metas,
     }
     return train_set, val_set, info
 

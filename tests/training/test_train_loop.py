@@ -232,3 +232,15 @@ def test_resume_continues_exactly(dataset_dir: Path, tmp_path: Path) -> None:
 def test_resume_without_last_checkpoint_fails(dataset_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"last\.pt not found"):
         train(tiny_config(), dataset_dir, tmp_path / "none", resume=True, progress=False)
+
+
+def test_several_data_dirs_train_as_one_pool(dataset_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    second = tmp_path / "second"
+    shutil.copytree(dataset_dir, second)
+    best = train(tiny_config(), [dataset_dir, second], tmp_path / "a", progress=False, max_epochs=1)
+    data = _state(best)["data"]
+    assert data["n_train_cases"] + data["n_val_cases"] == 12  # 6 cases in each directory
+    assert data["train"] == [str(dataset_dir), str(second)]
+    assert data["dataset_meta"] == [{"generator": "test", "seed": 1}] * 2
