@@ -90,6 +90,7 @@ class TrainConfig:
     heatmap_pos_weight: float = 4.0
     # operating points
     target_sensitivity: float = 0.95
+    severe_min_specificity: float = 0.93
     # runtime
     device: str = "cpu"
     channels_last: bool = True
@@ -112,6 +113,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 < self.severe_min_specificity <= 1.0:
+            raise ConfigError(
+                f"severe_min_specificity must be in (0, 1], got {self.severe_min_specificity}"
+            )
         if not 0.0 < self.target_sensitivity <= 1.0:
             raise ConfigError(
                 f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}"

@@ -385,7 +385,7 @@ def validate(
     metrics = frame_metrics(frames, pred)
     clips = clip_results(frames, pred)
     metrics.update(clips["metrics"])
-    thresholds = pick_thresholds(clips, config.target_sensitivity)
+    thresholds = pick_thresholds(clips, config.target_sensitivity, config.severe_min_specificity)
     score = _nz(metrics["clip_auc"]) + _nz(metrics["clip_kappa"])
     metrics["score"] = round(score, 5)
     return metrics, thresholds
@@ -445,21 +445,37 @@ def clip_results(frames: FrameSet, pred: dict[str, np.ndarray]) -> dict[str, Any
     }
 
 
-def pick_thresholds(clips: dict[str, Any], target: float) -> dict[str, float]:
+def pick_thresholds(
+    clips: dict[str, Any], target: float, severe_min_spec: float = 0.93
+) -> dict[str, float]:
     """Clip-level operating thresholds on the validation clips.
 
     ``pivh``: the threshold on clip p_pivh with the highest specificity among
-    those giving sensitivity >= ``target`` for any PIVH (grade >= I);
-    ``severe``: the same on clip p_severe for grade >= III. Without positives
-    or negatives a threshold falls back to 0.5. Clipped to [0.01, 0.99].
+    those giving sensitivity >= ``target`` for any PIVH (grade >= I): a
+    screening alert must not miss bleeds. ``severe``: the threshold on clip
+    p_severe with the highest severe (grade >= III) sensitivity among those
+    keeping specificity >= ``severe_min_spec``; it also sets where the
+    displayed grade reaches III, so it must not be bought with specificity (a
+    high-sensitivity severe threshold calls most normal clips grade III).
+    Without positives or negatives a threshold falls back to 0.5. Clipped to
+    [0.01, 0.99].
     """
-    from pivh_live.evaluation.metrics import specificity_at_sensitivity
+    from pivh_live.evaluation.metrics import (
+        sensitivity_at_specificity,
+        specificity_at_sensitivity,
+    )
 
+    truth = clips["truth"]
+    points = {
+        "pivh": specificity_at_sensitivity(truth >= 1, clips["p_pivh"], target),
+        "severe": sensitivity_at_specificity(truth >= 3, clips["p_severe"], severe_min_spec),
+    }
     out = {}
-    for name, scores, lowest in (("pivh", clips["p_pivh"], 1), ("severe", clips["p_severe"], 3)):
-        point = specificity_at_sensitivity(clips["truth"] >= lowest, scores, target)
+    for name, point in points.items():
         thr = point.threshold if math.isfinite(point.threshold) else 0.5
-        out[name] = _r(min(max(thr, THRESHOLD_RANGE[0]), THRESHOLD_RANGE[1]))
+        # Round down: a clip scoring exactly the threshold must stay above it.
+        thr = math.floor(thr * 1e5) / 1e5
+        out[name] = min(max(thr, THRESHOLD_RANGE[0]), THRESHOLD_RANGE[1])
     out["valid"] = 0.5
     return out
 

@@ -244,3 +244,20 @@ def test_several_data_dirs_train_as_one_pool(dataset_dir: Path, tmp_path: Path) 
     assert data["n_train_cases"] + data["n_val_cases"] == 12  # 6 cases in each directory
     assert data["train"] == [str(dataset_dir), str(second)]
     assert data["dataset_meta"] == [{"generator": "test", "seed": 1}] * 2
+
+
+def test_thresholds_sensitive_for_pivh_specific_for_severe() -> None:
+    from pivh_live.training.train import pick_thresholds
+
+    truth = np.array([0] * 20 + [1] * 10 + [3] * 10)
+    # Severe clips score 0.5-0.95; one normal clip scores 0.9 on p_severe.
+    p_severe = np.r_[
+        np.linspace(0.0, 0.3, 19), 0.9, np.linspace(0.0, 0.3, 10), np.linspace(0.5, 0.95, 10)
+    ]
+    p_pivh = np.r_[np.linspace(0.0, 0.4, 20), np.linspace(0.5, 1.0, 20)]
+    thr = pick_thresholds({"truth": truth, "p_pivh": p_pivh, "p_severe": p_severe}, 0.95, 0.93)
+    assert np.mean(p_pivh[truth >= 1] >= thr["pivh"]) >= 0.95
+    assert np.mean(p_pivh[truth == 0] < thr["pivh"]) == 1.0
+    spec = np.mean(p_severe[truth < 3] < thr["severe"])
+    sens = np.mean(p_severe[truth >= 3] >= thr["severe"])
+    assert spec >= 0.93 and sens == 1.0 and thr["severe"] > 0.3
