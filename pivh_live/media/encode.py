@@ -11,6 +11,20 @@ import numpy as np
 from pivh_live.errors import MediaError
 
 
+def gray_to_yuv420p(gray: np.ndarray) -> np.ndarray:
+    """Planar limited-range yuv420p (Y 16-235, neutral chroma) of an even-sized gray image.
+
+    Done here rather than by FFmpeg's swscale, whose dithering state carries
+    over from one video to the next within a process: the same seeded frames
+    would otherwise encode differently depending on what was written before.
+    """
+    h, w = gray.shape
+    y = (gray.astype(np.uint16) * 219 + 127) // 255 + 16
+    out = np.full((h * 3 // 2, w), 128, dtype=np.uint8)
+    out[:h] = y
+    return out
+
+
 def write_video(
     path: str | Path,
     frames: Sequence[np.ndarray] | np.ndarray,
@@ -44,12 +58,15 @@ def write_video(
                 stream.pix_fmt = "yuv420p"
             if codec in ("libx264", "libx265"):
                 stream.options = {"crf": str(crf), "preset": "veryfast"}
-            src_fmt = "gray" if gray else "bgr24"
+            yuv = gray and stream.pix_fmt == "yuv420p"
+            src_fmt = "yuv420p" if yuv else ("gray" if gray else "bgr24")
             for image in frames:
                 image = np.asarray(image)
                 if pad_h or pad_w:
                     pad = ((0, pad_h), (0, pad_w)) + (((0, 0),) if image.ndim == 3 else ())
                     image = np.pad(image, pad, mode="edge")
+                if yuv:
+                    image = gray_to_yuv420p(image)
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=src_fmt)
                 for packet in stream.encode(vf):
                     container.mux(packet)
