@@ -39,7 +39,7 @@ from pivh_live.bench.report import (
     write_json,
 )
 from pivh_live.bench.resources import ResourceSampler, loadavg, series
-from pivh_live.bench.timing import Record, trimmed
+from pivh_live.bench.timing import BRANCH_MEANING, STAGE_MEANING, Record, trimmed
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def run_bench(
         },
         "warnings": [],
         "resources": {},
+        "stamp_meaning": {**STAGE_MEANING, **BRANCH_MEANING},
     }
     if not (config.display or config.record):
         report["warnings"].append("headless: no display or recorder consumer was run")

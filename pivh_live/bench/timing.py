@@ -35,7 +35,7 @@ STAGE_ORDER: tuple[str, ...] = (
 # What the time up to each stamp (from the stamp before it) is spent on.
 STAGE_MEANING: dict[str, str] = {
     "capture": "the frame is captured (source; the due time for the benchmark clip)",
-    "crop": "find the image region (auto-detection or fixed ROI) and copy the crop",
+    "crop": "wait to be read, find the image region (auto or fixed ROI), copy the crop",
     "capture.send": "encode the region frame and publish it (multi-process only)",
     "infer.recv": "transport to the inference process, including waiting there",
     "preprocess": "gray conversion and letterbox to the model input",

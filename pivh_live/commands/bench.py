@@ -106,7 +106,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--engine", default="onnxruntime", help="engine name (default onnxruntime)")
     p.add_argument("--device", default=None, help="engine device: auto, cpu, cuda")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for the engine (default 2)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the engine (default: the engine's own, as `pivh-live run`)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -178,7 +183,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     if duration is None and args.frames is None:
         duration = 1800.0 if args.soak else 20.0
     engine_options: dict[str, object] = {}
-    if args.engine in ("onnxruntime", "torch"):
+    if args.threads is not None and args.engine in ("onnxruntime", "torch"):
         engine_options["threads"] = args.threads
     if args.device:
         engine_options["device"] = args.device
@@ -216,7 +221,7 @@ def _engine_only(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model or default_bundle_path())
     options: dict[str, object] = {}
     if args.engine in ("onnxruntime", "torch"):
-        options["threads"] = args.threads
+        options["threads"] = 2 if args.threads is None else args.threads
     if args.device:
         options["device"] = args.device
     frames = phantom_regions(args.seed, n=16)
