@@ -292,3 +292,87 @@ class RegionDetector:
             log.info("image region %s (was %s)", format_roi(new), old)
             self._roi = new
             self._pending.clear()
+
+
+class BackgroundRegionDetector:
+    """`RegionDetector` run off the frame path, on a worker thread.
+
+    Detection costs 7-20 ms per 1080p frame on a small CPU; on the frame path
+    it would sit on every frame's latency. While no region is known for
+    frames of this size (at start and after a frame-size change) ``update``
+    runs the detector in the caller, frame by frame, exactly as
+    `RegionDetector` would, so no frame is cropped with a stale box and none
+    is skipped for want of a worker. Once a region is known ``update`` costs
+    microseconds: it hands a frame to the worker when the worker is idle and
+    ``every`` frames have passed since the last hand-off, and answers at once
+    with the newest region found. The worker keeps a
+    reference to the frame it was given: callers must not write into a frame
+    after passing it (sources hand out a new array per frame).
+    """
+
+    def __init__(self, inner: RegionDetector | None = None, *, every: int = 4) -> None:
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.inner = inner or RegionDetector()
+        self.every = every
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._since = 0
+        self._found: tuple[tuple[int, ...], Roi] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="region-detect")
+        self._closed = False
+        self.submitted = 0
+        self.failures = 0
+
+    @property
+    def roi(self) -> Roi | None:
+        found = self._found
+        return None if found is None else found[1]
+
+    def update(self, image: np.ndarray) -> Roi | None:
+        """The newest ROI for frames of this size (None while unknown)."""
+        with self._lock:
+            found = self._found
+        if found is None or found[0] != image.shape[:2]:
+            self._idle.wait()  # the worker never runs beside the caller on the detector
+            self._idle.clear()
+            self._since = 0
+            self._detect(image)
+            with self._lock:
+                found = self._found
+            return found[1] if found is not None and found[0] == image.shape[:2] else None
+        self._since += 1
+        if not self._closed and self._since >= self.every and self._idle.is_set():
+            self._idle.clear()
+            self._since = 0
+            self.submitted += 1
+            self._pool.submit(self._detect, image)
+        return found[1]
+
+    def _detect(self, image: np.ndarray) -> None:
+        try:
+            roi = self.inner.update(image)
+        except Exception:  # a detector bug must not stop capture (logged once)
+            self.failures += 1
+            if self.failures == 1:
+                log.exception("image-region detection failed; keeping the last region")
+            roi = None
+        with self._lock:
+            if roi is not None:
+                self._found = (image.shape[:2], roi)
+            elif self._found is not None and self._found[0] != image.shape[:2]:
+                self._found = None
+        self._idle.set()
+
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        """Block until the worker has finished its current frame (for tests and shutdown)."""
+        return self._idle.wait(timeout_s)
+
+    def close(self) -> None:
+        """Stop handing off frames and wait for the worker to finish."""
+        self._closed = True
+        self._pool.shutdown(wait=True)

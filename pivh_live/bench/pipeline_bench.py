@@ -45,9 +45,10 @@ class BenchConfig:
     """What one pipeline benchmark runs (see ``pivh-live bench --help``).
 
     ``source`` None: the phantom screen clip (``resolution``, ``clip_frames``,
-    ``seed``, ``grade``) in memory. ``roi``: "auto" (detection, the run
-    default), "known" (the clip's true region, as a saved scanner profile
-    gives it) or "x,y,w,h".
+    ``seed``, ``grade``) in memory. ``roi``: "auto" (detection on a worker
+    thread, as ``pivh-live run`` does), "inline" (detection on every frame,
+    on the frame path; single process only), "known" (the clip's true
+    region, as a saved scanner profile gives it) or "x,y,w,h".
     """
 
     source: str | None = None
@@ -64,7 +65,7 @@ class BenchConfig:
     engine_factory: str | None = None  # "module:function" -> Engine (tests, plugins)
     model: Path | None = None
     roi: str = "auto"
-    detect_every: int = 4  # --roi background: frames between hand-offs to the detector
+    detect_every: int = 4  # --roi auto, single process: frames between detector hand-offs
     clip_frames: int = 60
     seed: int = 0
     grade: int = 3
@@ -213,7 +214,7 @@ def resolve_roi(config: BenchConfig, clip: ScreenClip | None) -> Roi | None:
     """The fixed ROI for ``config.roi`` (None: auto-detect)."""
     from pivh_live.region import parse_roi
 
-    if config.roi in ("auto", "background"):
+    if config.roi in ("auto", "inline"):
         return None
     if config.roi == "known":
         if clip is None:
@@ -284,6 +285,7 @@ def run_single_instance(
     from pivh_live.bench.clip import LoopedClipSource
     from pivh_live.pipeline.single import SinglePipeline
     from pivh_live.pipeline.stages import InferenceStage, RegionStage
+    from pivh_live.region import BackgroundRegionDetector, RegionDetector
     from pivh_live.sources import open_source
 
     roi = resolve_roi(config, clip)
@@ -295,11 +297,12 @@ def run_single_instance(
         inference = InferenceStage(engine)
         model = (engine.bundle.name, engine.bundle.version)
         consumer, client = _consumers(config, engine.name, model, inference.config, progress)
-        detector = None
-        if config.roi == "background":
-            from pivh_live.bench.detect_proto import BackgroundDetector
-
-            detector = BackgroundDetector(every=config.detect_every)
+        detector: RegionDetector | BackgroundRegionDetector | None = None
+        if roi is None:
+            inline = config.roi == "inline"
+            detector = (
+                RegionDetector() if inline else BackgroundRegionDetector(every=config.detect_every)
+            )
         region = RegionStage(roi=roi, auto=roi is None, detector=detector)
         pipeline = SinglePipeline(region, inference, [consumer])
         if client is not None:
@@ -309,10 +312,9 @@ def run_single_instance(
         finally:
             source.close()
             pipeline.close()
+            region.close()
             if client is not None:
                 client.stop()
-            if detector is not None:
-                detector.close()
     records = _merge_display(consumer.table.records(), client)
     return {
         "mode": "single-process",
@@ -358,8 +360,8 @@ def run_multi_instance(
     from pivh_live.pipeline.live import run_live
     from pivh_live.smoothing import SmoothingConfig
 
-    if config.roi == "background":
-        raise ConfigError("--roi background is a single-process prototype; add --single-process")
+    if config.roi == "inline":
+        raise ConfigError("--roi inline (detection on the frame path) needs --single-process")
     roi = resolve_roi(config, clip)
     if config.engine_factory:
         with make_engine(config) as probe:  # the factory's bundle gives the thresholds

@@ -86,17 +86,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--roi",
         default="auto",
-        metavar="auto|known|background|x,y,w,h",
-        help="image region: auto-detect on every frame (default), the clip's known region (as "
-        "a scanner profile gives it), fixed pixels, or 'background': the prototype that detects "
-        "in a worker thread every --detect-every frames (single-process only)",
+        metavar="auto|inline|known|x,y,w,h",
+        help="image region: auto-detect on a worker thread as `pivh-live run` does (default), "
+        "'inline': auto-detect on every frame on the frame path (single process only, for "
+        "comparison), the clip's known region (as a scanner profile gives it), or fixed pixels",
     )
     p.add_argument(
         "--detect-every",
         type=int,
         default=4,
         metavar="N",
-        help="--roi background: hand a frame to the detector at most every N frames (default 4)",
+        help="--roi auto with --single-process: hand a frame to the detector at most every N "
+        "frames (default 4, as `pivh-live run`)",
     )
     p.add_argument(
         "--model",

@@ -24,10 +24,16 @@ class OrtEngine(Engine):
     ``threads``: intra-op threads on the CPU provider (default 2: the live
     pipeline leaves the other cores to capture and display). ``device``:
     "auto" (CUDA provider when present, else CPU), "cpu" or "cuda" (error if
-    the CUDA provider is missing).
+    the CUDA provider is missing). ``spin``: let idle worker threads
+    busy-wait for the next call (ONNX Runtime's default). Off here: between
+    frames a spinning pool burns a core that capture and display need, and
+    on a 2-core machine that costs more latency than waking the pool does
+    (docs/benchmarks.md).
     """
 
-    def __init__(self, bundle: ModelBundle, *, threads: int = 2, device: str = "auto") -> None:
+    def __init__(
+        self, bundle: ModelBundle, *, threads: int = 2, device: str = "auto", spin: bool = False
+    ) -> None:
         super().__init__(bundle)
         import onnxruntime as ort
 
@@ -41,6 +47,9 @@ class OrtEngine(Engine):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        flag = "1" if spin else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", flag)
+        options.add_session_config_entry("session.inter_op.allow_spinning", flag)
         providers = self._providers(device, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(

@@ -149,13 +149,16 @@ def run_single(
     # One process: no sockets, so the endpoints are never used.
     engine_config = inference_config(config, Endpoints(*(["inproc://unused"] * 5)))
     source = open_resilient(config.source, stall_s=config.stall_s)
-    region = RegionStage(roi=config.roi, profile=config.profile, auto=config.auto_roi)
+    region = RegionStage(
+        roi=config.roi, profile=config.profile, auto=config.auto_roi, background=True
+    )
     with build_engine(engine_config) as engine:
         pipeline = SinglePipeline(region, InferenceStage(engine), consumers)
         try:
             stats = pipeline.run(source, duration_s=duration_s, stop=stop)
         finally:
             source.close()
+            region.close()
             pipeline.close()
     if stop is not None and stop():
         reason = "stopped"

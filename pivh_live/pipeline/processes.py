@@ -112,7 +112,9 @@ def run_capture(config: CaptureConfig, stop: Stop, beat: Heartbeat) -> int:
 
     ep = config.endpoints
     source = open_resilient(config.source, stall_s=config.stall_s)
-    region = RegionStage(roi=config.roi, profile=config.profile, auto=config.auto_roi)
+    region = RegionStage(
+        roi=config.roi, profile=config.profile, auto=config.auto_roi, background=True
+    )
     n = {"frames": 0, "sent": 0, "record_dropped": 0}
     state = {"source_state": "unknown", "source_message": ""}
     record_warned = False
@@ -129,6 +131,7 @@ def run_capture(config: CaptureConfig, stop: Stop, beat: Heartbeat) -> int:
 
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
+        stack.callback(region.close)
         pub = stack.enter_context(FramePublisher(ep.frames, name="capture"))
         push = None
         if config.record:

@@ -24,7 +24,13 @@ import numpy as np
 from pivh_live.frames import Frame, Roi
 from pivh_live.pipeline.results import FrameResult, RegionFrame
 from pivh_live.preprocess import preprocess, to_gray
-from pivh_live.region import RegionDetector, clip_roi, crop_region, format_roi
+from pivh_live.region import (
+    BackgroundRegionDetector,
+    RegionDetector,
+    clip_roi,
+    crop_region,
+    format_roi,
+)
 from pivh_live.smoothing import SmoothingConfig, TemporalSmoother
 
 if TYPE_CHECKING:
@@ -62,7 +68,10 @@ class RegionStage:
     frame's resolution, then auto-detection (`RegionDetector`) when ``auto``,
     else the whole frame. ``process`` returns None while no ROI is known
     (nothing must go downstream then: never the full screen) and counts it in
-    ``skipped``.
+    ``skipped``. ``background``: run auto-detection on a worker thread
+    (`BackgroundRegionDetector`), off the frame path; the live modes use it,
+    `analyze` does not (its results must not depend on thread timing).
+    Call ``close`` when done.
     """
 
     def __init__(
@@ -71,7 +80,8 @@ class RegionStage:
         roi: Roi | None = None,
         profile: str | None = None,
         auto: bool = True,
-        detector: RegionDetector | None = None,
+        detector: RegionDetector | BackgroundRegionDetector | None = None,
+        background: bool = False,
         clock: Clock = time.monotonic_ns,
     ) -> None:
         from pivh_live.profiles import load_profile
@@ -79,7 +89,9 @@ class RegionStage:
         self.fixed = roi
         self.auto = auto
         self._profile = load_profile(profile) if profile else {}
-        self._detector = detector or (RegionDetector() if auto else None)
+        if detector is None and auto:
+            detector = BackgroundRegionDetector() if background else RegionDetector()
+        self._detector = detector
         self._clock = clock
         self._warned: set[tuple[int, int]] = set()
         self.roi: Roi | None = None
@@ -99,6 +111,11 @@ class RegionStage:
             image = image.copy()
         stamps = {"capture": frame.t_capture_ns, "crop": self._clock()}
         return RegionFrame(frame.seq, frame.t_capture_ns, frame.media_time_s, image, roi, stamps)
+
+    def close(self) -> None:
+        """Stop a background detector's worker (no-op otherwise)."""
+        if isinstance(self._detector, BackgroundRegionDetector):
+            self._detector.close()
 
     def _roi_for(self, image: np.ndarray) -> Roi | None:
         h, w = image.shape[:2]

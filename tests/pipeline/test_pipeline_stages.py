@@ -177,3 +177,17 @@ def test_overlay_stage_draws_on_a_copy() -> None:
     assert not np.array_equal(image[..., 0], region.image)  # something was drawn
     blank = OverlayStage().render(region, None, display_status="no_signal")
     assert blank.shape == (48, 48, 3)
+
+
+def test_background_detection_is_chosen_by_flag_and_closed_with_the_stage() -> None:
+    from pivh_live.region import BackgroundRegionDetector, RegionDetector
+
+    plain = RegionStage()
+    assert type(plain._detector) is RegionDetector
+    plain.close()  # nothing to stop
+    stage = RegionStage(background=True)
+    detector = stage._detector
+    assert isinstance(detector, BackgroundRegionDetector)
+    stage.close()
+    assert detector._closed
+    assert RegionStage(background=True, auto=False)._detector is None
