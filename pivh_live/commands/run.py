@@ -147,6 +147,9 @@ def main(args: argparse.Namespace) -> int:
             consumers.append(JsonlResultWriter(args.session_dir / "frames.jsonl", live=True))
         consumers += [c for f in CONSUMER_FACTORIES if (c := f(args, args.session_dir)) is not None]
         recorder = next((c for c in consumers if getattr(c, "needs_record", False)), None)
+        display = next((c for c in consumers if hasattr(c, "hub")), None)
+        if display is not None and recorder is not None:
+            display.hub.notice = lambda: recorder.warning  # e.g. RECORDING STOPPED: disk full
         config = LiveConfig(
             source=args.source,
             model=bundle_path,

@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pivh_live.pipeline.config import CaptureConfig, InferenceConfig
@@ -74,11 +75,18 @@ def resolve(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+def _set_process_name(name: str) -> None:
+    """Name this process for ps/top/pgrep (``pkill -KILL pivh-inference``); Linux only."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15], encoding="ascii")
+
+
 def stage_main(name: str, target: str, config: Any, control: str, log_level: int) -> None:
     """Process entry point (spawned by the Supervisor)."""
     logging.basicConfig(
         level=log_level, format=f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s"
     )
+    _set_process_name(f"pivh-{name}")
     parent = os.getppid()
     stopping = False
 

@@ -49,6 +49,7 @@ from pivh_live.recording.video import RegionVideoWriter, count_video_frames
 log = logging.getLogger(__name__)
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NEARLY_FULL_BYTES = 16 * 1024 * 1024  # a write error with less than this free is a full disk
 DEFAULT_RETENTION = RetentionPolicy()
 
 
@@ -356,9 +357,20 @@ class Recorder(BaseConsumer):
             fps_measured=round((s.frames - 1) / span, 3) if span > 0 else None,
         )
 
+    def _out_of_space(self) -> bool:
+        try:
+            free = disk_status(self.store.root).free_bytes
+        except OSError:
+            return False
+        return free < max(self.min_free_bytes, _NEARLY_FULL_BYTES)
+
     def _stop_on_error(self, exc: Exception) -> None:
         self._recording = False
-        full = getattr(exc, "errno", None) in _FULL or "full" in str(exc).lower()
+        full = (
+            getattr(exc, "errno", None) in _FULL
+            or "full" in str(exc).lower()
+            or self._out_of_space()  # SQLite says "disk I/O error" when its journal cannot grow
+        )
         if full:
             status = "stopped_disk_full"
             self._warning = (

@@ -77,6 +77,8 @@ class FrameHub:
         window: int = 120,
     ) -> None:
         self.engine = engine
+        # What the page should say besides the result (the recorder's warning); called per state.
+        self.notice: Callable[[], str | None] | None = None
         self.model_version = model_version
         self.jpeg_quality = int(jpeg_quality)
         self.stale_after_ns = round(stale_after_s * 1e9)
@@ -241,8 +243,19 @@ class FrameHub:
             "stale_after_ms": self.stale_after_ns // 1_000_000,
             "engine": self.engine,
             "model_version": self.model_version,
+            "notice": self._notice(),
             "disclaimer": DISCLAIMER,
         }
+
+    def _notice(self) -> str | None:
+        if self.notice is None:
+            return None
+        try:
+            text = self.notice()
+        except Exception:  # a broken provider must not break the page's state
+            log.exception("the display notice provider failed")
+            return None
+        return str(text) if text else None
 
 
 def _finite(value: float) -> float | None:

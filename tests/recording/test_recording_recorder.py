@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,39 @@ def test_disk_warning_and_stop_while_recording(
     rec.close()
     assert rec.store.get(rec.session_id).status == "stopped_disk_full"
     assert json.loads((rec.session.dir / "session.json").read_text())["warning"] == rec.warning
+
+
+def test_an_io_error_on_a_disk_with_no_room_counts_as_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reports "disk I/O error" (not ENOSPC) when its journal cannot grow.
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    free = {"bytes": 1 << 40}
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 41, 0, free["bytes"]))
+    io_error = sqlite3.OperationalError("disk I/O error")
+
+    class NoRoom(_FailingVideo):
+        def write(self, image, t_ns, t0_ns) -> None:
+            if self.frames >= self.ok:
+                free["bytes"] = 1 << 10
+            super().write(image, t_ns, t0_ns)
+
+    rec = _recorder(tmp_path, video_factory=lambda p: NoRoom(p, 20, io_error))
+    for region, result in stream(GRADES[:40]):
+        rec.on_result(region, result)
+    rec.close()
+    assert rec.store.get(rec.session_id).status == "stopped_disk_full"
+    assert rec.warning.startswith("RECORDING STOPPED: disk full")
+
+
+def test_an_io_error_with_room_left_is_not_called_a_full_disk(tmp_path: Path) -> None:
+    io_error = sqlite3.OperationalError("disk I/O error")
+    rec = _recorder(tmp_path, video_factory=lambda p: _FailingVideo(p, 20, io_error))
+    for region, result in stream(GRADES[:40]):
+        rec.on_result(region, result)
+    rec.close()
+    assert rec.store.get(rec.session_id).status == "interrupted"
+    assert "disk I/O error" in rec.warning

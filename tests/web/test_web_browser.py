@@ -130,6 +130,24 @@ def test_live_page_shows_frames_and_the_alert_of_a_sweep(context, live_server, c
     page.close()
 
 
+def test_live_page_shows_a_recording_notice_beside_the_result(context, live_server, clips) -> None:
+    from playwright.sync_api import expect
+
+    hub, display, server = live_server
+    notice = {"text": None}
+    hub.notice = lambda: notice["text"]
+    page = context.new_page()
+    with Feeder(display, clips[0]):
+        page.goto(server.url + "/")
+        expect(page.locator("#banner-text")).to_have_text("No PIVH detected")
+        expect(page.locator("#notice")).to_be_hidden()
+        notice["text"] = "RECORDING STOPPED: disk full in /data; the session so far is saved"
+        expect(page.locator("#notice")).to_have_text(notice["text"])
+        expect(page.locator("#banner-text")).to_have_text("No PIVH detected")  # still live
+        page.screenshot(path=ARTIFACTS / "web-live-disk-full.png")
+    page.close()
+
+
 def test_live_page_reconnects_after_a_server_restart(context, live_server, clips) -> None:
     from playwright.sync_api import expect
 

@@ -167,3 +167,22 @@ def test_on_result_is_cheap_without_clients(clips) -> None:
         display.on_result(region, result)
         times.append(time.perf_counter() - t)
     assert np.median(times) < 1e-3 and hub.encoded == 0
+
+
+def test_state_carries_the_recorders_notice_and_survives_a_broken_provider(clips) -> None:
+    hub = FrameHub()
+    display = LiveDisplay(hub)
+    feed(display, Sweep(), clips, 0, 3)
+    assert hub.state()["notice"] is None
+    warning = {"text": None}
+    hub.notice = lambda: warning["text"]
+    assert hub.state()["notice"] is None
+    warning["text"] = "RECORDING STOPPED: disk full in /data; the session so far is saved"
+    state = hub.state()
+    assert state["notice"] == warning["text"]
+
+    def broken() -> str:
+        raise RuntimeError("bug")
+
+    hub.notice = broken
+    assert hub.state()["notice"] is None

@@ -200,6 +200,10 @@
       $("latency").textContent = fmt(s.latency_ms, " ms", 0);
       $("model").textContent = (s.engine || "-") + " | " + (s.model_version || "-");
     }
+    // A recording problem (disk full) is shown beside the live result, never instead of it.
+    const notice = connected && s !== null && s.notice ? s.notice : "";
+    $("notice").classList.toggle("hidden", !notice);
+    $("notice").textContent = notice;
     const showStale = !connected || stale;
     $("stale").classList.toggle("hidden", !showStale);
     $("stage").classList.toggle("stage-stale", showStale);
