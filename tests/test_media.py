@@ -465,3 +465,17 @@ def test_dicom_not_dicom_and_truncated(tmp_path: Path, caplog: pytest.LogCapture
     cut.write_bytes(data[: len(data) - T * H * W + 10])
     with pytest.raises(MediaError, match=r"cut\.dcm"):
         read_frames(cut)
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR", "CR"])
+def test_dicom_of_another_modality_is_refused_in_one_line(tmp_path: Path, modality: str) -> None:
+    path = _dicom(tmp_path / "ct.dcm", _noise_frames()[0], Modality=modality)
+    with pytest.raises(MediaError, match=rf"ct\.dcm is a {modality} image, not ultrasound") as e:
+        read_frames(path)
+    assert "\n" not in str(e.value)
+
+
+def test_dicom_secondary_capture_is_accepted(tmp_path: Path) -> None:
+    frame = _noise_frames()[0]
+    out, _ = read_frames(_dicom(tmp_path / "sc.dcm", frame, Modality="OT"))
+    np.testing.assert_array_equal(out[0], frame)

@@ -30,7 +30,7 @@ from pivh_live.bench.clip import (
     default_cache_dir,
     write_image_folder,
 )
-from pivh_live.bench.timing import Record, StampTable
+from pivh_live.bench.timing import Record, SeqTimes, StampTable
 from pivh_live.errors import ConfigError, PivhError
 from pivh_live.frames import Roi
 from pivh_live.pipeline.results import BaseConsumer, FrameResult, PipelineStatus, RegionFrame
@@ -158,9 +158,11 @@ class DisplayClient:
     web server's worker does.
     """
 
-    def __init__(self, hub: Any, clock: Callable[[], int] = time.monotonic_ns) -> None:
+    def __init__(
+        self, hub: Any, clock: Callable[[], int] = time.monotonic_ns, capacity: int = 4096
+    ) -> None:
         self.hub = hub
-        self.ready: dict[int, int] = {}
+        self.ready = SeqTimes(capacity)
         self._clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-display", daemon=True)
@@ -176,15 +178,15 @@ class DisplayClient:
                 continue
             version = new
             frame = self.hub.jpeg()
-            if frame is not None and frame.seq not in self.ready:
-                self.ready[frame.seq] = self._clock()
+            if frame is not None:
+                self.ready.add(int(frame.seq), self._clock())
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
 
 
-def _display(engine_name: str, model_version: str) -> tuple[Any, DisplayClient]:
+def _display(engine_name: str, model_version: str, capacity: int) -> tuple[Any, DisplayClient]:
     try:
         from pivh_live.web.live import FrameHub, LiveDisplay
     except ImportError as exc:
@@ -192,7 +194,7 @@ def _display(engine_name: str, model_version: str) -> tuple[Any, DisplayClient]:
             f"the web display cannot be loaded here ({exc}); run the benchmark with --headless"
         ) from None
     hub = FrameHub(engine=engine_name, model_version=model_version)
-    return LiveDisplay(hub), DisplayClient(hub)
+    return LiveDisplay(hub), DisplayClient(hub, capacity=capacity)
 
 
 def _recorder(out: Path, engine_name: str, model: tuple[str, str], fps: float) -> Any:
@@ -253,7 +255,7 @@ def _consumers(
     handoffs: list[tuple[str, Any]] = []
     client = None
     if config.display:
-        display, client = _display(engine_name, model[1])
+        display, client = _display(engine_name, model[1], expected_frames(config))
         handoffs.append(("display.handoff", display))
     if config.record:
         out = config.out / f"recording{config.instance}"

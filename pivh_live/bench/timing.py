@@ -220,3 +220,40 @@ class StampTable:
             stamps.update(self._extra.get(i, {}))
             out.append((int(self._seq[i]), stamps))
         return out
+
+
+class SeqTimes:
+    """``seq -> ns`` in a preallocated int64 array, for per-frame times kept over a long run.
+
+    A dict of Python ints grows the measured process by ~100 bytes a frame
+    (10 MB in a 30-minute soak at 60 fps) and would read as a leak.
+    """
+
+    MISSING = np.iinfo(np.int64).min
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._t = np.full(max(1, capacity), self.MISSING, dtype=np.int64)
+        self._n = 0
+
+    def add(self, seq: int, t_ns: int) -> None:
+        """Keep the first time seen for ``seq`` (negative seqs are ignored)."""
+        if seq < 0:
+            return
+        if seq >= self._t.size:
+            grown = np.full(max(2 * self._t.size, seq + 1), self.MISSING, dtype=np.int64)
+            grown[: self._t.size] = self._t
+            self._t = grown
+        if self._t[seq] == self.MISSING:
+            self._t[seq] = t_ns
+            self._n += 1
+
+    def __contains__(self, seq: object) -> bool:
+        return isinstance(seq, int) and 0 <= seq < self._t.size and self._t[seq] != self.MISSING
+
+    def __getitem__(self, seq: int) -> int:
+        if seq not in self:
+            raise KeyError(seq)
+        return int(self._t[seq])
+
+    def __len__(self) -> int:
+        return self._n

@@ -127,12 +127,16 @@ def main(args: argparse.Namespace) -> int:
     from pivh_live.pipeline.consumers import JsonlResultWriter, StatusReporter
     from pivh_live.pipeline.live import run_live, run_single
     from pivh_live.region import parse_roi
-    from pivh_live.sources import create_source
+    from pivh_live.sources import create_source, parse_spec
 
     log = logging.getLogger("pivh_live.run")
     if args.duration is not None and args.duration <= 0:
         raise ConfigError(f"--duration must be > 0, got {args.duration}")
-    create_source(args.source)  # a bad spec fails here, with its one-line message
+    source = create_source(args.source)  # a bad spec fails here, with its one-line message
+    if parse_spec(args.source).scheme == "file":
+        # A missing or unreadable file does not come back by waiting: say so now.
+        source.open()
+        source.close()
     if args.profile:
         from pivh_live.profiles import load_profile
 

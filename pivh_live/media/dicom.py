@@ -18,6 +18,8 @@ from pivh_live.media.video import _iter_video
 log = logging.getLogger(__name__)
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Ultrasound, and the secondary-capture modalities a scanner's screen grabs are stored under.
+ACCEPTED_MODALITIES = frozenset({"US", "OT", "SC", "XC"})
 # Encapsulated video transfer syntaxes: the pixel data is one elementary stream.
 _MPEG_DEMUXERS = {"MPEG2": "mpegvideo", "MPEG-4": "h264", "HEVC": "hevc"}
 
@@ -39,6 +41,12 @@ def _read_dicom_header(path: Path) -> Any:
         raise MediaError(
             f"DICOM file {path} has no pixel data; it is probably a report or presentation "
             "state, export the image or cine loop instead"
+        )
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality and modality not in ACCEPTED_MODALITIES:
+        raise MediaError(
+            f"DICOM file {path} is a {modality} image, not ultrasound; pivh-live reads cranial "
+            "ultrasound (Modality US, or OT/SC for screen captures)"
         )
     return ds
 

@@ -107,3 +107,17 @@ def test_stamp_table_round_trips_and_grows():
     # Preallocated up front: the memory does not grow while a run fills it.
     assert StampTable(capacity=1000)._data.shape[0] == 1000
     assert np.all(StampTable(capacity=4)._data == StampTable.MISSING)
+
+
+def test_seq_times_keep_the_first_time_and_grow_past_capacity() -> None:
+    from pivh_live.bench.timing import SeqTimes
+
+    times = SeqTimes(capacity=4)
+    times.add(1, 100)
+    times.add(1, 200)  # a later fetch of the same image keeps the first time
+    times.add(-1, 5)
+    times.add(9, 900)  # past capacity: grows
+    assert 1 in times and 9 in times and 0 not in times and -1 not in times and 50 not in times
+    assert times[1] == 100 and times[9] == 900 and len(times) == 2
+    with pytest.raises(KeyError):
+        times[0]
