@@ -144,6 +144,8 @@ def load_config(path: str | Path | None) -> TrainConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read training config {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; give a JSON training config") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
