@@ -7,24 +7,19 @@ and file names, and bundle integrity have their own tests
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import stat
 from pathlib import Path
 
 import numpy as np
+import pipeline_fakes as fakes
 import pytest
 
 from pivh_live.cli import main
 
 pytest.importorskip("onnx")
 
-_spec = importlib.util.spec_from_file_location(
-    "pipeline_fakes", Path(__file__).parents[1] / "pipeline" / "pipeline_fakes.py"
-)
-fakes = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(fakes)  # type: ignore[union-attr]
 
 NAME, PATIENT_ID, BIRTH = "DOE^JANE", "PID-93417", "20260101"
 

@@ -9,24 +9,18 @@ processed (nothing lost).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pipeline_fakes as fakes
 import pytest
 
 from pivh_live.cli import main
 
 pytest.importorskip("onnx")
-
-_spec = importlib.util.spec_from_file_location(
-    "pipeline_fakes", Path(__file__).parents[1] / "pipeline" / "pipeline_fakes.py"
-)
-fakes = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(fakes)  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,13 +48,8 @@ json_values = st.recursive(
 
 
 def _valid_messages() -> list[Message]:
-    import importlib.util
+    import pipeline_fakes as fakes
 
-    spec = importlib.util.spec_from_file_location(
-        "pipeline_fakes", Path(__file__).parents[1] / "pipeline" / "pipeline_fakes.py"
-    )
-    fakes = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(fakes)  # type: ignore[union-attr]
     from pivh_live.pipeline import InferenceStage
 
     frames = fakes.grade_frames([0] * 4 + [4] * 8, seed=5)
