@@ -111,7 +111,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads for the engine (default: the engine's own, as `pivh-live run`)",
+        help="CPU threads for the engine (default as `pivh-live run`: 1; --mode engine: 2)",
     )
     p.add_argument(
         "--out",
@@ -183,9 +183,9 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     duration = args.duration
     if duration is None and args.frames is None:
         duration = 1800.0 if args.soak else 20.0
-    engine_options: dict[str, object] = {}
-    if args.threads is not None and args.engine in ("onnxruntime", "torch"):
-        engine_options["threads"] = args.threads
+    from pivh_live.engines import live_engine_options
+
+    engine_options: dict[str, object] = dict(live_engine_options(args.engine, args.threads))
     if args.device:
         engine_options["device"] = args.device
     return BenchConfig(

@@ -65,7 +65,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="model bundle (default: $PIVH_LIVE_MODEL or the shipped models/pivh-phantom)",
     )
     p.add_argument("--engine", default="onnxruntime", help="engine name (default onnxruntime)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the engine")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the engine (default 1: the other cores are for capture and display)",
+    )
     p.add_argument(
         "--roi",
         default=None,
@@ -122,6 +127,7 @@ def main(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from pivh_live.engines import live_engine_options
     from pivh_live.errors import ConfigError
     from pivh_live.pipeline.config import LiveConfig
     from pivh_live.pipeline.consumers import JsonlResultWriter, StatusReporter
@@ -158,7 +164,7 @@ def main(args: argparse.Namespace) -> int:
             source=args.source,
             model=bundle_path,
             engine=args.engine,
-            engine_options={"threads": args.threads} if args.threads is not None else {},
+            engine_options=live_engine_options(args.engine, args.threads),
             roi=parse_roi(args.roi) if args.roi else None,
             profile=args.profile,
             record=recorder is not None,
