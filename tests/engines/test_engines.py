@@ -224,3 +224,20 @@ def test_register_custom_engine_splits_batches_and_closes(bundle, regions, monke
         register_engine("onnxruntime")(_CountingEngine)
     with pytest.raises(EngineError, match=r"batches of 1\.\.2"):
         engine.infer(np.zeros((3, 1, SIZE, SIZE), np.float32))
+
+
+def test_live_modes_run_the_cpu_engines_with_one_thread_unless_told() -> None:
+    from pivh_live.engines import LIVE_CPU_THREADS, live_engine_options
+
+    assert LIVE_CPU_THREADS == 1
+    assert live_engine_options("onnxruntime", None) == {"threads": 1}
+    assert live_engine_options("torch", 3) == {"threads": 3}
+    assert live_engine_options("tensorrt", None) == {}
+
+
+@pytest.mark.parametrize(("spin", "flag"), [(False, "0"), (True, "1")])
+def test_onnxruntime_pool_spins_only_when_asked(bundle, spin: bool, flag: str) -> None:
+    with create_engine("onnxruntime", bundle, spin=spin) as engine:
+        options = engine._session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == flag
+        assert options.get_session_config_entry("session.inter_op.allow_spinning") == flag
