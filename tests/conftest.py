@@ -1,8 +1,17 @@
-"""Suite-wide fixtures: no test writes into the user's real data or config directories."""
+"""Suite-wide fixtures: no test writes into the user's real data or config directories.
+
+The pipeline tests' fakes (a tiny ONNX bundle, a fake engine, clips) are
+shared by other test folders: tests/pipeline is put on the path for them.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "pipeline"))
 
 
 @pytest.fixture(autouse=True)

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
+import pipeline_fakes as fakes
 import pytest
 
 from pivh_live.commands import analyze as cmd
 from pivh_live.errors import ConfigError, MediaError
 
 pytest.importorskip("onnx")
-
-# Shared helpers live with the pipeline tests (no tests package to import from).
-_spec = importlib.util.spec_from_file_location(
-    "pipeline_fakes", Path(__file__).parents[1] / "pipeline" / "pipeline_fakes.py"
-)
-fakes = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(fakes)  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")

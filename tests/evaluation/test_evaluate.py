@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline_fakes import make_tiny_bundle
 
 from pivh_live import DISCLAIMER
-from pivh_live.bundle import load_bundle, make_card, sha256_file, write_json_atomic
+from pivh_live.bundle import load_bundle, sha256_file
 from pivh_live.evaluation.evaluate import evaluate, frame_motion
 from pivh_live.media import write_video
 
@@ -35,53 +36,6 @@ CASES = [
 
 def _level(grade: int) -> int:
     return round(255 * (grade + 1) / 6)
-
-
-def _make_bundle(root: Path) -> Path:
-    """GAP -> linear grade logits peaked at each grade's gray level; valid = not black."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    k = 400.0
-    c = (np.arange(5) + 1) / 6.0
-    inits = [
-        numpy_helper.from_array((k * c).reshape(1, 5).astype(np.float32), "W"),
-        numpy_helper.from_array((-k * c * c / 2).astype(np.float32), "b"),
-        numpy_helper.from_array(np.array([[80.0]], np.float32), "vk"),
-        numpy_helper.from_array(np.array([-4.0], np.float32), "vb"),
-    ]
-    pool = [SIZE // HEAT] * 2
-    nodes = [
-        helper.make_node("GlobalAveragePool", ["image"], ["gap"]),
-        helper.make_node("Flatten", ["gap"], ["m"], axis=1),
-        helper.make_node("Gemm", ["m", "W", "b"], ["grade_logits"]),
-        helper.make_node("Gemm", ["m", "vk", "vb"], ["valid_logit"]),
-        helper.make_node("AveragePool", ["image"], ["heatmap_logits"], kernel_shape=pool,
-                         strides=pool),
-    ]  # fmt: skip
-    f = TensorProto.FLOAT
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("image", f, ["N", 1, SIZE, SIZE])],
-        [
-            helper.make_tensor_value_info("grade_logits", f, ["N", 5]),
-            helper.make_tensor_value_info("valid_logit", f, ["N", 1]),
-            helper.make_tensor_value_info("heatmap_logits", f, ["N", 1, HEAT, HEAT]),
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    root.mkdir(parents=True)
-    onnx.save(model, root / "model.onnx")
-    card = make_card(
-        name="tiny-brightness", version="0.0.1", created="2026-01-01T00:00:00Z",
-        input_size=SIZE, heatmap_size=HEAT,
-        thresholds={"pivh": 0.5, "severe": 0.5, "valid": 0.5}, metrics={}, dataset={},
-        sha256={"model.onnx": sha256_file(root / "model.onnx")}, software={},
-    )  # fmt: skip
-    write_json_atomic(root / "model.json", card)
-    return root
 
 
 def _make_dataset(root: Path) -> Path:
@@ -114,7 +68,7 @@ def _make_dataset(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
     base = tmp_path_factory.mktemp("eval")
-    bundle = _make_bundle(base / "bundle")
+    bundle = make_tiny_bundle(base / "bundle")
     data = _make_dataset(base / "data")
     out = base / "out"
     result = evaluate(bundle, data, out, n_bootstrap=40, seed=1, batch_size=7, update_card=True)
