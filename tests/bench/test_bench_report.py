@@ -67,10 +67,18 @@ def test_targets_pass_and_fail_as_measured():
     t = check_targets(aggregate([slow], [_recs(200, 20.0)], trim=10), engine, 60.0)
     assert not t["e2e_p99_ms"]["pass"] and not t["overhead_p99_ms"]["pass"]
     assert not t["all_pass"]
-    # A 30 fps run cannot show 60 fps: judged, and flagged as not the target's condition.
+    # A 30 fps run is judged against its own input rate, and flagged as not the target's condition.
     half = run_summary(_recs(200, 9.0, period_ms=1000 / 30), {}, 30.0, trim=10)
-    t = check_targets(aggregate([half], [_recs(200, 9.0)], trim=10), None, 30.0)
-    assert not t["applies"] and not t["sustains_fps"]["pass"]
+    t = check_targets(
+        aggregate([half], [_recs(200, 9.0, period_ms=1000 / 30)], trim=10), None, 30.0
+    )
+    assert not t["applies"] and t["sustains_fps"]["pass"]
+    assert t["sustains_fps"]["limit"] == pytest.approx(0.98 * 30)
+    lagging = run_summary(_recs(200, 9.0, period_ms=1000 / 20), {}, 30.0, trim=10)
+    t = check_targets(
+        aggregate([lagging], [_recs(200, 9.0, period_ms=1000 / 20)], trim=10), None, 30.0
+    )
+    assert not t["sustains_fps"]["pass"]
     assert "overhead_p99_ms" not in t
     assert CPU_TARGETS["e2e_p99_ms"] == 15.0
 
