@@ -54,17 +54,20 @@ def run_check(model: Path, n: int, seed: int) -> dict[str, Any]:
         ref = ort_engine.infer(batch)
         report["onnxruntime_cpu"] = bench_engine_loop(ort_engine, frames, n=n, warmup=50)
     parity: dict[str, Any] = {}
-    for tf32 in (False, True):
+    # (name, TF32, CUDA graphs): the engine's default is graphs on, TF32 off.
+    for name, tf32, graphs in (
+        ("tf32_off", False, True),
+        ("tf32_on", True, True),
+        ("tf32_off_eager", False, False),
+    ):
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        with create_engine("torch", bundle, device="cuda") as t_engine:
+        with create_engine("torch", bundle, device="cuda", cuda_graph=graphs) as t_engine:
             got = t_engine.infer(batch)
             diffs = _max_diffs(got, ref)
             diffs["probabilities"] = float(np.max(np.abs(_probs(got) - _probs(ref))))
-            parity[f"tf32_{'on' if tf32 else 'off'}"] = diffs
-            report[f"torch_cuda_tf32_{'on' if tf32 else 'off'}"] = bench_engine_loop(
-                t_engine, frames, n=n, warmup=50
-            )
+            parity[name] = diffs
+            report[f"torch_cuda_{name}"] = bench_engine_loop(t_engine, frames, n=n, warmup=50)
     report["parity_max_abs_diff"] = parity
     report["parity_tolerance_probabilities"] = PROB_TOL
     report["parity_ok"] = all(p["probabilities"] <= PROB_TOL for p in parity.values())
@@ -81,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = run_check(args.model, args.n, args.seed)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    for key in ("onnxruntime_cpu", "torch_cuda_tf32_off", "torch_cuda_tf32_on"):
+    for key in (
+        "onnxruntime_cpu",
+        "torch_cuda_tf32_off",
+        "torch_cuda_tf32_on",
+        "torch_cuda_tf32_off_eager",
+    ):
         lat = report[key]["latency_ms"]
         sys.stdout.write(
             f"{key}: median {lat['median']:.3f} ms p99 {lat['p99']:.3f} max {lat['max']:.3f}\n"

@@ -202,3 +202,39 @@ def test_export_from_cli_passes_arguments(tmp_path, monkeypatch):
     args = argparse.Namespace(checkpoint=Path("c.pt"), out=Path("models/m"), name="m", version="2")
     assert export_from_cli(args) == Path("models/m")
     assert seen == dict(checkpoint=Path("c.pt"), out=Path("models/m"), name="m", version="2")
+
+
+@pytest.mark.slow  # shares the module's export
+def test_torch_cpu_engine_takes_cuda_graph_option_and_ignores_it(exported):
+    bundle_dir, _ = exported
+    x = phantom_like_batch(2, 64, seed=5)
+    with (
+        create_engine("torch", bundle_dir, device="cpu", cuda_graph=True) as a,
+        create_engine("torch", bundle_dir, device="cpu", cuda_graph=False) as b,
+    ):
+        assert a._graphs is None
+        out_a, out_b = a.infer(x), b.infer(x)
+    for name in out_a:
+        np.testing.assert_array_equal(out_a[name], out_b[name])
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_torch_cuda_graphs_match_eager_and_return_fresh_arrays(exported):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (torch sees none here); run on the lent GPU machine")
+    bundle_dir, _ = exported
+    x1, x2 = phantom_like_batch(3, 64, seed=1), phantom_like_batch(3, 64, seed=2)
+    with (
+        create_engine("torch", bundle_dir, device="cuda", cuda_graph=True) as graphs,
+        create_engine("torch", bundle_dir, device="cuda", cuda_graph=False) as eager,
+    ):
+        first = graphs.infer(x1)
+        kept = {k: v.copy() for k, v in first.items()}
+        second = graphs.infer(x2)  # replays the same graph: must not overwrite `first`
+        assert graphs._graphs is not None
+        ref1, ref2 = eager.infer(x1), eager.infer(x2)
+    for name in first:
+        np.testing.assert_array_equal(first[name], kept[name])
+        assert np.max(np.abs(first[name] - ref1[name])) <= LOGIT_TOLERANCE
+        assert np.max(np.abs(second[name] - ref2[name])) <= LOGIT_TOLERANCE
