@@ -17,6 +17,7 @@ import pytest
 
 from pivh_live.commands import run as run_cmd
 from pivh_live.engines import engine_names
+from pivh_live.bundle import load_bundle
 from pivh_live.engines.tensorrt_build import trtexec_command
 from pivh_live.sources import create_source
 
@@ -310,6 +311,7 @@ def test_docs_show_the_docker_line_and_the_real_trtexec_command():
         "models/pivh-phantom/model.onnx",
         "models/pivh-phantom/model.engine",
         timing_cache="models/pivh-phantom/timing.cache",
+        input_size=load_bundle(ROOT / "models" / "pivh-phantom").input_size,
     )
     shown = re.search(r"trtexec --onnx=.*?(?=\n```)", docs, re.S)
     assert shown is not None
