@@ -111,7 +111,8 @@ class TorchEngine(Engine):
             outputs = self._graphs.run(batch)
             if outputs is not None:
                 return outputs
-            self._graphs = None  # capture failed: eager from now on
+            if self._graphs.failed:
+                self._graphs = None  # eager from now on
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=False)
             outputs = outputs_as_dict(self._model(x))
@@ -127,7 +128,8 @@ class CudaGraphs:
 
     ``run`` copies the batch into the static input, replays the graph and
     returns fresh host arrays (never the static buffers, which the next replay
-    overwrites). Returns None if capture fails, after logging why.
+    overwrites). Returns None when the call must run eager: a new batch size
+    beyond ``MAX_GRAPHS``, or a failed capture (logged; ``failed`` is then set).
     """
 
     MAX_GRAPHS = 4  # distinct batch sizes kept; more fall back to eager calls
@@ -139,6 +141,7 @@ class CudaGraphs:
         self._model = model
         self._device = device
         self._graphs: dict[tuple[int, ...], tuple[Any, Any, dict[str, Any]]] = {}
+        self.failed = False
 
     def _capture(self, shape: tuple[int, ...]) -> tuple[Any, Any, dict[str, Any]]:
         torch = self._torch
@@ -161,23 +164,19 @@ class CudaGraphs:
         entry = self._graphs.get(key)
         if entry is None:
             if len(self._graphs) >= self.MAX_GRAPHS:
-                return self._eager(batch)
+                return None  # this call runs eager
             try:
                 entry = self._capture(key)
             except RuntimeError as e:
                 log.warning("CUDA graph capture failed (%s); running eager", str(e).splitlines()[0])
+                self.failed = True
                 return None
             self._graphs[key] = entry
             log.info("captured a CUDA graph for batch shape %s", key)
         graph, static_in, static_out = entry
         static_in.copy_(torch.from_numpy(batch))
         graph.replay()
-        # .cpu() synchronises; each output is a new host tensor.
-        return {k: v.float().cpu().numpy() for k, v in static_out.items()}
-
-    def _eager(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        torch = self._torch
-        with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self._device)
-            outputs = outputs_as_dict(self._model(x))
-            return {k: v.float().cpu().numpy() for k, v in outputs.items()}
+        # A copy to the host (synchronising on CUDA): never a view of the static outputs.
+        return {
+            k: v.to("cpu", dtype=torch.float32, copy=True).numpy() for k, v in static_out.items()
+        }

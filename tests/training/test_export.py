@@ -238,3 +238,74 @@ def test_torch_cuda_graphs_match_eager_and_return_fresh_arrays(exported):
         np.testing.assert_array_equal(first[name], kept[name])
         assert np.max(np.abs(first[name] - ref1[name])) <= LOGIT_TOLERANCE
         assert np.max(np.abs(second[name] - ref2[name])) <= LOGIT_TOLERANCE
+
+
+class _Probe(torch.nn.Module):
+    """PivhNet's output names and shapes, each a simple function of the input."""
+
+    def forward(self, x):
+        mean = x.mean(dim=(2, 3))
+        grade = mean * torch.arange(1.0, 6.0)
+        return grade, x.amax(dim=(2, 3)), torch.nn.functional.avg_pool2d(x, 8)
+
+
+class _ReplayOnCpu:
+    """Stands in for torch.cuda.CUDAGraph: replay recomputes into the static outputs."""
+
+    def __init__(self, model, static_in, static_out) -> None:
+        self.model, self.static_in, self.static_out = model, static_in, static_out
+
+    def replay(self) -> None:
+        from pivh_live.engines.torch_engine import outputs_as_dict
+
+        with torch.no_grad():
+            for name, value in outputs_as_dict(self.model(self.static_in)).items():
+                self.static_out[name].copy_(value)
+
+
+@pytest.mark.slow  # shares the module's export
+def test_graph_replay_logic_copies_in_returns_fresh_arrays_and_falls_back(exported, monkeypatch):
+    """CudaGraphs' bookkeeping on the CPU, with the capture itself replaced (no GPU here)."""
+    from pivh_live.engines.torch_engine import CudaGraphs, outputs_as_dict
+
+    bundle_dir, _ = exported
+
+    # phantom_like_batch's last image is blank: keep the others.
+    def images(n: int, seed: int) -> np.ndarray:
+        return np.ascontiguousarray(phantom_like_batch(n + 1, 64, seed=seed)[:n])
+
+    x1, x2, x3, x1b = images(1, 1), images(2, 2), images(3, 3), images(1, 9)
+
+    def fake_capture(self, shape):
+        static_in = torch.zeros(shape)
+        with torch.no_grad():
+            static_out = {k: v.clone() for k, v in outputs_as_dict(self._model(static_in)).items()}
+        return _ReplayOnCpu(self._model, static_in, static_out), static_in, static_out
+
+    with create_engine("torch", bundle_dir, device="cpu") as engine:
+        engine._model = _Probe()  # input-dependent outputs (a random tiny net may give constants)
+        ref = {i: engine.infer(x) for i, x in enumerate((x1, x2, x3, x1b))}
+        assert np.abs(ref[0]["grade_logits"] - ref[3]["grade_logits"]).max() > 1e-3
+        monkeypatch.setattr(CudaGraphs, "_capture", fake_capture)
+        monkeypatch.setattr(CudaGraphs, "MAX_GRAPHS", 1)
+        engine._graphs = CudaGraphs(engine._model, engine.device)
+        first = engine.infer(x1)
+        kept = {k: v.copy() for k, v in first.items()}
+        same_shape = engine.infer(x1b)  # replays the batch-1 graph with new input
+        other_shape = engine.infer(x2)  # second shape beyond MAX_GRAPHS: eager this call
+        assert engine._graphs is not None and not engine._graphs.failed
+        for name in first:
+            np.testing.assert_array_equal(first[name], kept[name])
+            np.testing.assert_allclose(first[name], ref[0][name], atol=1e-5)
+            np.testing.assert_allclose(same_shape[name], ref[3][name], atol=1e-5)
+            np.testing.assert_allclose(other_shape[name], ref[1][name], atol=1e-5)
+
+        def failing_capture(self, shape):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+        monkeypatch.setattr(CudaGraphs, "_capture", failing_capture)
+        engine._graphs = CudaGraphs(engine._model, engine.device)
+        out = engine.infer(x3)
+        assert engine._graphs is None  # eager from now on
+        for name in out:
+            np.testing.assert_allclose(out[name], ref[2][name], atol=1e-5)
