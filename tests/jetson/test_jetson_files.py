@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from pivh_live.bundle import load_bundle
 from pivh_live.commands import run as run_cmd
 from pivh_live.engines import engine_names
-from pivh_live.bundle import load_bundle
 from pivh_live.engines.tensorrt_build import trtexec_command
 from pivh_live.sources import create_source
 
