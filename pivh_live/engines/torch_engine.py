@@ -50,7 +50,7 @@ class TorchEngine(Engine):
     torch intra-op threads on the CPU (None leaves torch's setting alone).
     ``cuda_graph`` (CUDA only, default on): each batch size is captured once
     as a CUDA graph and replayed, so a call costs one graph launch instead of
-    ~50 kernel launches (a network this small is launch-bound at batch 1). A
+    one launch per layer (a network this small is launch-bound at batch 1). A
     capture that fails falls back to eager calls with a warning.
     """
 
