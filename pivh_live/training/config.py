@@ -94,6 +94,10 @@ class TrainConfig:
     # runtime
     device: str = "cpu"
     channels_last: bool = True
+    # "bf16": forward pass under bfloat16 autocast (weights, optimizer and
+    # validation stay float32); falls back to "fp32" where the device lacks bf16.
+    precision: str = "fp32"
+    decode_workers: int = 2
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -105,6 +109,10 @@ class TrainConfig:
             )
         if self.schedule not in ("onecycle", "cosine"):
             raise ConfigError(f"schedule must be 'onecycle' or 'cosine', got {self.schedule!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.decode_workers < 1:
+            raise ConfigError(f"decode_workers must be >= 1, got {self.decode_workers}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         positive = ("epochs", "batch_size", "frame_stride", "val_frame_stride")

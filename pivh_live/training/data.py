@@ -121,50 +121,76 @@ def frame_targets(case: Any, n_frames: int) -> tuple[np.ndarray, np.ndarray, boo
     return grade, valid, True
 
 
-def load_frameset(
-    cases: Sequence[Any], size: int, stride: int, *, progress: bool = True
-) -> FrameSet:
-    """Decode ``cases`` and keep every ``stride``-th frame letterboxed to ``size``."""
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class _DecodedCase:
+    images: list[np.ndarray]
+    masks: dict[int, np.ndarray]  # position in ``images`` -> letterboxed mask coverage
+    grade: np.ndarray
+    valid: np.ndarray
+    keep: np.ndarray
+    info: CaseInfo
+    t: np.ndarray
 
+
+def _decode_case(case: Any, size: int, stride: int) -> _DecodedCase:
     from pivh_live.dataset import load_frames, load_masks
     from pivh_live.preprocess import letterbox, letterbox_geometry
+
+    frames, fps = load_frames(case)
+    n = int(frames.shape[0])
+    grade, valid, has_labels = frame_targets(case, n)
+    case_masks = load_masks(case)
+    keep = np.arange(0, n, stride)
+    keep = keep[valid[keep] >= 0]  # frames with no label at all teach nothing
+    geo = letterbox_geometry(frames.shape[1], frames.shape[2], size)
+    images: list[np.ndarray] = []
+    masks: dict[int, np.ndarray] = {}
+    for pos, j in enumerate(keep.tolist()):
+        images.append(letterbox(frames[j], size, cv2.INTER_AREA))
+        if case_masks is not None and j < case_masks.shape[0] and case_masks[j].any():
+            cover = letterbox(case_masks[j], size, cv2.INTER_AREA)
+            masks[pos] = np.clip(np.rint(cover * 255.0), 0, 255).astype(np.uint8)
+    info = CaseInfo(
+        case_id=str(case.case_id),
+        clip_grade=int(case.clip_grade),
+        box=(geo.top, geo.left, geo.content_h, geo.content_w),
+        fps=float(fps),
+        n_frames=n,
+        has_frame_labels=has_labels,
+        has_masks=case_masks is not None,
+    )
+    return _DecodedCase(images, masks, grade[keep], valid[keep], keep, info, keep / float(fps))
+
+
+def load_frameset(
+    cases: Sequence[Any], size: int, stride: int, *, progress: bool = True, workers: int = 1
+) -> FrameSet:
+    """Decode ``cases`` and keep every ``stride``-th frame letterboxed to ``size``.
+
+    ``workers`` > 1 decodes that many cases at once in threads (PyAV and OpenCV
+    release the GIL); the result is the same, in case order, whatever the count.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
 
     images: list[np.ndarray] = []
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("grade", "valid", "case", "frame", "t")}
     masks: dict[int, np.ndarray] = {}
     infos: list[CaseInfo] = []
-    row = 0
-    for ci, case in enumerate(tqdm(cases, desc="decode", unit="case", disable=not progress)):
-        frames, fps = load_frames(case)
-        n = int(frames.shape[0])
-        grade, valid, has_labels = frame_targets(case, n)
-        case_masks = load_masks(case)
-        keep = np.arange(0, n, stride)
-        keep = keep[valid[keep] >= 0]  # frames with no label at all teach nothing
-        geo = letterbox_geometry(frames.shape[1], frames.shape[2], size)
-        for j in keep.tolist():
-            images.append(letterbox(frames[j], size, cv2.INTER_AREA))
-            if case_masks is not None and j < case_masks.shape[0] and case_masks[j].any():
-                cover = letterbox(case_masks[j], size, cv2.INTER_AREA)
-                masks[row] = np.clip(np.rint(cover * 255.0), 0, 255).astype(np.uint8)
-            row += 1
-        cols["grade"].append(grade[keep])
-        cols["valid"].append(valid[keep])
-        cols["case"].append(np.full(keep.size, ci, dtype=np.int32))
-        cols["frame"].append(keep.astype(np.int32))
-        cols["t"].append(keep / float(fps))
-        infos.append(
-            CaseInfo(
-                case_id=str(case.case_id),
-                clip_grade=int(case.clip_grade),
-                box=(geo.top, geo.left, geo.content_h, geo.content_w),
-                fps=float(fps),
-                n_frames=n,
-                has_frame_labels=has_labels,
-                has_masks=case_masks is not None,
-            )
-        )
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        decoded = pool.map(lambda case: _decode_case(case, size, stride), cases)
+        bar = tqdm(decoded, total=len(cases), desc="decode", unit="case", disable=not progress)
+        for ci, dc in enumerate(bar):
+            row = len(images)
+            images.extend(dc.images)
+            masks.update({row + pos: m for pos, m in dc.masks.items()})
+            cols["grade"].append(dc.grade)
+            cols["valid"].append(dc.valid)
+            cols["case"].append(np.full(dc.keep.size, ci, dtype=np.int32))
+            cols["frame"].append(dc.keep.astype(np.int32))
+            cols["t"].append(dc.t)
+            infos.append(dc.info)
     if not images:
         raise DatasetError("no labelled frames to train on; check frames.csv and the media files")
     return FrameSet(

@@ -90,7 +90,7 @@ def train(
     _trim_history(out / "history.jsonl", start_epoch)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     loader_data = _dataset(config, train_set)
-    ctx = {"config": config, "device": device}
+    ctx = {"config": config, "device": device, "autocast": autocast_for(config.precision, device)}
     stop = config.epochs if max_epochs is None else min(config.epochs, start_epoch + max_epochs)
     for epoch in range(start_epoch, stop):
         t0 = time.monotonic()
@@ -170,8 +170,13 @@ def _load_data(
         names = ", ".join(map(str, data_dirs))
         raise DatasetError(f"{names}: need training and validation cases; add cases")
     size = config.model.input_size
-    train_set = load_frameset(train_cases, size, config.frame_stride, progress=progress)
-    val_set = load_frameset(val_cases, size, config.val_frame_stride, progress=progress)
+    workers = config.decode_workers
+    train_set = load_frameset(
+        train_cases, size, config.frame_stride, progress=progress, workers=workers
+    )
+    val_set = load_frameset(
+        val_cases, size, config.val_frame_stride, progress=progress, workers=workers
+    )
     graded = train_set.grade[train_set.grade >= 0]
     log.info(
         "train: %d cases, %d frames (grades 0-IV %s, %d not valid); val: %d cases, %d frames",
@@ -229,6 +234,32 @@ def _build(config: TrainConfig, device: Any, n_train: int) -> tuple[Any, Any, An
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return model, optimizer, scheduler, steps
+
+
+def autocast_for(precision: str, device: Any) -> Any:
+    """A no-argument factory of the forward pass's autocast context.
+
+    "bf16" autocasts convolutions and matmuls to bfloat16 (about 1.4x faster
+    training on CPUs with AVX512-BF16 or AMX); parameters, gradients, the
+    optimizer and validation stay float32, so the exported model is float32 as
+    always. Devices without bf16 support train in float32, with a warning.
+    """
+    import contextlib
+
+    import torch
+
+    if precision != "bf16":
+        return contextlib.nullcontext
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = torch.backends.mkldnn.is_available() and bool(
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    if not supported:
+        log.warning("precision bf16: this %s has no bf16 support; training in fp32", device.type)
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
 
 def lr_factor(step: int, total: int, warmup: float, kind: str) -> float:
@@ -343,7 +374,9 @@ def _train_epoch(
         image = batch["image"]
         if config.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        outputs = model(image)
+        with ctx["autocast"]():
+            outputs = model(image)
+        outputs = tuple(o.float() for o in outputs)
         total, parts = compute_loss(outputs, batch, weights, config)
         optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -261,3 +261,39 @@ def test_thresholds_sensitive_for_pivh_specific_for_severe() -> None:
     spec = np.mean(p_severe[truth < 3] < thr["severe"])
     sens = np.mean(p_severe[truth >= 3] >= thr["severe"])
     assert spec >= 0.93 and sens == 1.0 and thr["severe"] > 0.3
+
+
+def test_threaded_decoding_gives_the_same_frameset(dataset_dir: Path) -> None:
+    cases = read_dataset(dataset_dir).cases
+    one = load_frameset(cases, 128, stride=2, progress=False, workers=1)
+    two = load_frameset(cases, 128, stride=2, progress=False, workers=3)
+    for name in ("images", "grade", "valid", "case_index", "frame_index", "t_s"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+    assert one.cases == two.cases
+    assert sorted(one.masks) == sorted(two.masks)
+    for row, mask in one.masks.items():
+        np.testing.assert_array_equal(mask, two.masks[row])
+
+
+def test_bf16_precision_trains_and_exports_float32(dataset_dir: Path, tmp_path: Path) -> None:
+    from pivh_live.training.train import autocast_for
+
+    cpu = torch.device("cpu")
+    assert autocast_for("fp32", cpu)().__class__.__name__ == "nullcontext"
+    with autocast_for("bf16", cpu)():
+        y = torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4))
+    bf16_supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert y.dtype == (torch.bfloat16 if bf16_supported else torch.float32)
+    best = train(tiny_config(precision="bf16"), dataset_dir, tmp_path / "a", progress=False)
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    assert ckpt["train_config"]["precision"] == "bf16"
+    floats = [v for v in ckpt["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float32 for v in floats)
+    assert all(math.isfinite(float(v.abs().sum())) for v in floats)
+
+
+def test_precision_and_decode_workers_are_checked() -> None:
+    with pytest.raises(ConfigError, match="precision"):
+        tiny_config(precision="fp16")
+    with pytest.raises(ConfigError, match="decode_workers"):
+        tiny_config(decode_workers=0)
