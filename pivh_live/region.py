@@ -24,6 +24,7 @@ import numpy as np
 
 from pivh_live.errors import ConfigError
 from pivh_live.frames import Roi
+from pivh_live.realtime import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +324,11 @@ class BackgroundRegionDetector:
         self._idle.set()
         self._since = 0
         self._found: tuple[tuple[int, ...], Roi] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="region-detect")
+        # The worker runs at a lower priority, so frame-path threads that wake up
+        # take a core from it first (pivh_live.realtime).
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="region-detect", initializer=lower_thread_priority
+        )
         self._closed = False
         self.submitted = 0
         self.failures = 0

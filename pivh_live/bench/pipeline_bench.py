@@ -287,6 +287,7 @@ def run_single_instance(
     from pivh_live.bench.clip import LoopedClipSource
     from pivh_live.pipeline.single import SinglePipeline
     from pivh_live.pipeline.stages import InferenceStage, RegionStage
+    from pivh_live.realtime import settle_heap
     from pivh_live.region import BackgroundRegionDetector, RegionDetector
     from pivh_live.sources import open_source
 
@@ -309,6 +310,7 @@ def run_single_instance(
         pipeline = SinglePipeline(region, inference, [consumer])
         if client is not None:
             client.start()
+        settle_heap()
         try:
             stats = pipeline.run(source, max_frames=config.frames, duration_s=config.duration_s)
         finally:

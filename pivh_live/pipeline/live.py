@@ -17,6 +17,7 @@ from pivh_live.pipeline.config import CaptureConfig, Endpoints, InferenceConfig,
 from pivh_live.pipeline.host import ConsumerHost, HostStats
 from pivh_live.pipeline.results import ResultConsumer
 from pivh_live.pipeline.supervisor import StageSpec, Supervisor
+from pivh_live.realtime import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def _supervise(
         Supervisor(stage_specs(config, endpoints), endpoints, log_level=config.log_level) as sup,
     ):
         sup.start()
+        settle_heap()
         while True:
             if host.poll(timeout_ms=50):
                 last_result = time.monotonic()
@@ -154,6 +156,7 @@ def run_single(
     )
     with build_engine(engine_config) as engine:
         pipeline = SinglePipeline(region, InferenceStage(engine), consumers)
+        settle_heap()
         try:
             stats = pipeline.run(source, duration_s=duration_s, stop=stop)
         finally:

@@ -33,6 +33,7 @@ from pivh_live.pipeline.messages import (
     region_to_message,
     result_to_message,
 )
+from pivh_live.realtime import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def run_capture(config: CaptureConfig, stop: Stop, beat: Heartbeat) -> int:
         if config.record:
             push = stack.enter_context(ReliablePusher(ep.record, name="capture", send_timeout_ms=0))
         beat.send(**info())
+        settle_heap()
         while not stop():
             item = source.read()
             if item is None:
@@ -211,6 +213,7 @@ def run_inference(config: InferenceConfig, stop: Stop, beat: Heartbeat) -> int:
         FramePublisher(ep.results, name="result") as pub,
     ):
         beat.send(**info())
+        settle_heap()
         while not stop():
             msg = sub.recv_latest(timeout_ms=100)
             if msg is not None:
