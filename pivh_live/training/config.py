@@ -77,6 +77,9 @@ class TrainConfig:
     # data
     frame_stride: int = 4
     val_frame_stride: int = 2
+    # First epoch (1-based) that is validated; earlier epochs only train (saves
+    # time when the best epoch is known to come late; weights are unaffected).
+    val_from_epoch: int = 1
     samples_per_epoch: int = 8000
     val_fraction: float = 0.2
     class_weight_power: float = 0.5
@@ -119,6 +122,10 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 1 <= self.val_from_epoch <= self.epochs:
+            raise ConfigError(
+                f"val_from_epoch must be in 1..epochs ({self.epochs}), got {self.val_from_epoch}"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 < self.severe_min_specificity <= 1.0:

@@ -38,6 +38,8 @@ THRESHOLD_RANGE = (0.01, 0.99)  # SmoothingConfig needs thresholds strictly insi
 def train_from_cli(args: argparse.Namespace) -> Path:
     config = load_config(args.config)
     overrides = {k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None}
+    if "epochs" in overrides:  # a shorter run still validates its last epoch
+        overrides["val_from_epoch"] = min(config.val_from_epoch, overrides["epochs"])
     if overrides:
         config = config.replace(**overrides)
     return train(
@@ -97,18 +99,22 @@ def train(
         losses = _train_epoch(
             model, optimizer, scheduler, loader_data, weights, epoch, steps, ctx, progress
         )
-        metrics, thresholds = validate(model, val_set, config, device)
+        validated = epoch + 1 >= config.val_from_epoch
+        if validated:
+            metrics, thresholds = validate(model, val_set, config, device)
+        else:  # validation never touches the weights or the RNG: skipping it changes nothing
+            metrics, thresholds = {}, {}
         metrics_json = {k: None if math.isnan(v) else v for k, v in metrics.items()}
         elapsed = time.monotonic() - t0
-        score = metrics["score"]
-        improved = score > best_score
+        score = metrics.get("score", -math.inf)
+        improved = validated and score > best_score
         best_score = max(best_score, score)
         record = {
             "epoch": epoch + 1,
             "lr": scheduler.get_last_lr()[0],
             "train": losses,
-            "val": metrics_json,
-            "thresholds": thresholds,
+            "val": metrics_json if validated else None,
+            "thresholds": thresholds if validated else None,
             "seconds": round(elapsed, 1),
             "best": improved,
         }
@@ -121,25 +127,45 @@ def train(
         state["best_score"] = best_score
         state["rng"] = {"torch": torch.get_rng_state()}
         _save({**ckpt, "training_state": state}, out / "last.pt")
-        log.info(
-            "epoch %d/%d loss %.4f | val frame AUC %.3f kappa %.3f valid-acc %.3f | "
-            "clip AUC %.3f severe AUC %.3f kappa %.3f | score %.3f%s | %.0f s",
-            epoch + 1,
-            config.epochs,
-            losses["total"],
-            metrics["frame_auc"],
-            metrics["frame_kappa"],
-            metrics["valid_acc"],
-            metrics["clip_auc"],
-            metrics["clip_severe_auc"],
-            metrics["clip_kappa"],
-            score,
-            " (best)" if improved else "",
-            elapsed,
-        )
+        _log_epoch(epoch, config.epochs, losses, metrics, improved, elapsed)
     best = out / "best.pt"
     log.info("best checkpoint: %s (score %.3f)", best, best_score)
     return best
+
+
+def _log_epoch(
+    epoch: int,
+    epochs: int,
+    losses: dict[str, float],
+    metrics: dict[str, float],
+    improved: bool,
+    elapsed: float,
+) -> None:
+    if not metrics:
+        log.info(
+            "epoch %d/%d loss %.4f | not validated (val_from_epoch) | %.0f s",
+            epoch + 1,
+            epochs,
+            losses["total"],
+            elapsed,
+        )
+        return
+    log.info(
+        "epoch %d/%d loss %.4f | val frame AUC %.3f kappa %.3f valid-acc %.3f | "
+        "clip AUC %.3f severe AUC %.3f kappa %.3f | score %.3f%s | %.0f s",
+        epoch + 1,
+        epochs,
+        losses["total"],
+        metrics["frame_auc"],
+        metrics["frame_kappa"],
+        metrics["valid_acc"],
+        metrics["clip_auc"],
+        metrics["clip_severe_auc"],
+        metrics["clip_kappa"],
+        metrics["score"],
+        " (best)" if improved else "",
+        elapsed,
+    )
 
 
 def _device(name: str) -> Any:

@@ -297,3 +297,39 @@ def test_precision_and_decode_workers_are_checked() -> None:
         tiny_config(precision="fp16")
     with pytest.raises(ConfigError, match="decode_workers"):
         tiny_config(decode_workers=0)
+
+
+def test_skipping_early_validation_keeps_the_weights(dataset_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(epochs=3)
+    train(config, dataset_dir, tmp_path / "all", progress=False)
+    train(config.replace(val_from_epoch=3), dataset_dir, tmp_path / "late", progress=False)
+    history = [
+        json.loads(line) for line in (tmp_path / "late" / "history.jsonl").read_text().splitlines()
+    ]
+    assert [h["val"] is None for h in history] == [True, True, False]
+    assert [h["best"] for h in history] == [False, False, True]
+    a = torch.load(tmp_path / "all" / "last.pt", map_location="cpu", weights_only=True)
+    b = torch.load(tmp_path / "late" / "best.pt", map_location="cpu", weights_only=True)
+    assert b["epoch"] == 3 and set(b["thresholds"]) >= {"pivh", "severe", "valid"}
+    for name, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][name], rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="val_from_epoch"):
+        tiny_config(epochs=2, val_from_epoch=3)
+
+
+def test_cli_epochs_override_still_validates_the_last_epoch(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    import argparse
+
+    from pivh_live.training.train import train_from_cli
+
+    config = tiny_config(epochs=4, val_from_epoch=4).to_dict()
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    args = argparse.Namespace(
+        config=path, epochs=1, seed=None, data=dataset_dir, out=tmp_path / "run",
+        val_data=None, resume=False, threads=1,
+    )  # fmt: skip
+    best = train_from_cli(args)
+    assert torch.load(best, map_location="cpu", weights_only=True)["epoch"] == 1
