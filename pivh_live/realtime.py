@@ -9,9 +9,9 @@ frame, and how the loops avoid them:
   object alive at the start of a loop into the permanent generation
   (`gc.freeze`), so later collections only walk what the loop itself made.
 - Background work (image-region detection, 7-20 ms per 1080p frame) taking a
-  core from a frame-path thread that wakes up: `lower_thread_priority` gives
-  such a worker a higher nice value, so the scheduler lets waking frame-path
-  threads run first. Linux only; elsewhere it does nothing.
+  core from a frame-path thread that wakes up: `lower_thread_priority` puts
+  such a worker in the SCHED_IDLE class, so the scheduler lets waking
+  frame-path threads run first. Linux only; elsewhere it does nothing.
 """
 
 from __future__ import annotations
@@ -33,14 +33,23 @@ def settle_heap() -> None:
 
 
 def lower_thread_priority(nice: int = BACKGROUND_NICE) -> bool:
-    """Raise the calling thread's nice value by ``nice``; True if it was applied.
+    """Make the calling thread background work; True if that was applied.
 
-    On Linux ``setpriority(PRIO_PROCESS, tid)`` acts on one thread; raising
-    one's own nice value needs no privilege.
+    On Linux the thread moves to the SCHED_IDLE policy, which the scheduler
+    preempts as soon as any normal thread wants its core (a higher nice value
+    alone still lets it finish its time slice first, ~1.5-3 ms, on the frame
+    path); where that is refused, its nice value is raised by ``nice``.
+    Neither needs a privilege. Elsewhere nothing changes.
     """
     if not hasattr(os, "setpriority") or not os.path.isdir("/proc/self/task"):
         return False
     tid = threading.get_native_id()
+    if hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            return True
+        except OSError as exc:
+            log.debug("SCHED_IDLE refused for thread %d: %s; raising its nice value", tid, exc)
     try:
         current = os.getpriority(os.PRIO_PROCESS, tid)
         os.setpriority(os.PRIO_PROCESS, tid, min(19, current + nice))
