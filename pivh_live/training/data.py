@@ -129,7 +129,6 @@ class _DecodedCase:
     valid: np.ndarray
     keep: np.ndarray
     info: CaseInfo
-    t: np.ndarray
 
 
 def _decode_case(case: Any, size: int, stride: int) -> _DecodedCase:
@@ -159,7 +158,7 @@ def _decode_case(case: Any, size: int, stride: int) -> _DecodedCase:
         has_frame_labels=has_labels,
         has_masks=case_masks is not None,
     )
-    return _DecodedCase(images, masks, grade[keep], valid[keep], keep, info, keep / float(fps))
+    return _DecodedCase(images, masks, grade[keep], valid[keep], keep, info)
 
 
 def load_frameset(
@@ -169,6 +168,7 @@ def load_frameset(
 
     ``workers`` > 1 decodes that many cases at once in threads (PyAV and OpenCV
     release the GIL); the result is the same, in case order, whatever the count.
+    A case that fails to load stops the others at once (no waiting for the rest).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -178,6 +178,7 @@ def load_frameset(
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("grade", "valid", "case", "frame", "t")}
     masks: dict[int, np.ndarray] = {}
     infos: list[CaseInfo] = []
+    # Executor.map cancels the cases not yet started when one raises.
     with ThreadPoolExecutor(max(1, workers)) as pool:
         decoded = pool.map(lambda case: _decode_case(case, size, stride), cases)
         bar = tqdm(decoded, total=len(cases), desc="decode", unit="case", disable=not progress)
@@ -189,7 +190,7 @@ def load_frameset(
             cols["valid"].append(dc.valid)
             cols["case"].append(np.full(dc.keep.size, ci, dtype=np.int32))
             cols["frame"].append(dc.keep.astype(np.int32))
-            cols["t"].append(dc.t)
+            cols["t"].append(dc.keep / dc.info.fps)
             infos.append(dc.info)
     if not images:
         raise DatasetError("no labelled frames to train on; check frames.csv and the media files")

@@ -333,3 +333,21 @@ def test_cli_epochs_override_still_validates_the_last_epoch(
     )  # fmt: skip
     best = train_from_cli(args)
     assert torch.load(best, map_location="cpu", weights_only=True)["epoch"] == 1
+
+
+def test_a_case_that_fails_to_decode_stops_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pivh_live.training.data as data
+
+    calls: list[int] = []
+
+    def fake_decode(case: int, size: int, stride: int) -> object:
+        calls.append(case)
+        if case == 0:
+            raise data.DatasetError("case 0: corrupt video")
+        np.linalg.svd(np.ones((200, 200)))  # ~1 ms of work that releases the GIL
+        raise AssertionError("no result of a later case is ever used")
+
+    monkeypatch.setattr(data, "_decode_case", fake_decode)
+    with pytest.raises(data.DatasetError, match="corrupt video"):
+        load_frameset(list(range(400)), 64, 1, progress=False, workers=2)
+    assert len(calls) < 100  # the pending cases were cancelled, not decoded
