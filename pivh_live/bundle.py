@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pivh_live.errors import ModelBundleError
+from pivh_live.preprocess import FITS
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,16 @@ THRESHOLD_KEYS: tuple[str, ...] = ("pivh", "severe", "valid")
 INTENDED_USE = "Research use only - not for diagnosis or clinical decisions."
 TRAINING_DATA = "Synthetic phantom only (pivh-live phantom); no patient data."
 CROP = "ultrasound image region only (scanner UI and identifiers removed)"
-PREPROCESSING = (
-    "gray uint8 region -> pad to a centred square with zeros -> area resize to "
-    "{size}x{size} -> divide by 255 (pivh_live.preprocess.preprocess)"
-)
+PREPROCESSING = {
+    "letterbox": (
+        "gray uint8 region -> pad to a centred square with zeros -> area resize to "
+        "{size}x{size} -> divide by 255 (pivh_live.preprocess.preprocess, fit letterbox)"
+    ),
+    "stretch": (
+        "gray uint8 region -> area resize to {size}x{size}, height and width scaled "
+        "separately (no padding) -> divide by 255 (pivh_live.preprocess.preprocess, fit stretch)"
+    ),
+}
 REFERENCES: tuple[dict[str, str], ...] = (
     {
         "citation": (
@@ -65,6 +72,7 @@ class ModelBundle:
     version: str
     input_size: int
     thresholds: dict[str, float]
+    fit: str = "letterbox"  # how a region fills the square input (pivh_live.preprocess.FITS)
 
     @property
     def onnx_sha256(self) -> str:
@@ -92,6 +100,7 @@ def make_card(
     input_size: int,
     heatmap_size: int,
     thresholds: Mapping[str, float],
+    fit: str = "letterbox",
     metrics: Mapping[str, Any],
     dataset: Mapping[str, Any],
     sha256: Mapping[str, str],
@@ -112,7 +121,8 @@ def make_card(
             "shape": [-1, 1, input_size, input_size],
             "dtype": "float32",
             "value_range": [0.0, 1.0],
-            "preprocessing": PREPROCESSING.format(size=input_size),
+            "fit": fit,
+            "preprocessing": PREPROCESSING[fit].format(size=input_size),
             "crop": CROP,
         },
         "outputs": [
@@ -134,7 +144,7 @@ def make_card(
                 "shape": [-1, 1, heatmap_size, heatmap_size],
                 "dtype": "float32",
                 "description": (
-                    "haemorrhage localisation over the letterboxed input; sigmoid gives "
+                    "haemorrhage localisation over the fitted input; sigmoid gives "
                     "per-cell probability (map back with preprocess.heatmap_to_region)"
                 ),
             },
@@ -218,6 +228,12 @@ def _check_card(card: dict[str, Any], card_path: Path) -> None:
         raise ModelBundleError(
             f"{card_path} declares input {card['input'].get('name')!r} and outputs {names}; "
             f"pivh-live needs {INPUT_NAME!r} and {list(OUTPUT_NAMES)} - re-export the bundle"
+        )
+    fit = card["input"].get("fit", "letterbox")
+    if fit not in FITS:
+        raise ModelBundleError(
+            f"{card_path} declares input fit {fit!r}; this pivh-live knows {list(FITS)} - "
+            "upgrade pivh-live or re-export the bundle"
         )
     shapes = [card["input"].get("shape")] + [o.get("shape") for o in card["outputs"]]
     if not _contract_shapes(shapes):
@@ -325,6 +341,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
         version=card["version"],
         input_size=int(card["input"]["shape"][2]),
         thresholds={k: float(card["thresholds"][k]) for k in THRESHOLD_KEYS},
+        fit=str(card["input"].get("fit", "letterbox")),
     )
 
 

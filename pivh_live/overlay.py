@@ -59,6 +59,7 @@ class OverlaySettings:
     pivh_threshold: float = 0.5
     heatmap_level: float = 0.5
     show_heatmap: bool = True
+    fit: str = "letterbox"  # the model's input fit, to map its heatmap onto the region
 
     def __post_init__(self) -> None:
         for name in ("pivh_threshold", "heatmap_level"):
@@ -301,7 +302,7 @@ class OverlayRenderer:
         # float map would cost more than the whole rest of the overlay.
         k = max(1, math.ceil(max(h, w) / _HEATMAP_GRID))
         hs, ws = math.ceil(h / k), math.ceil(w / k)
-        small = heatmap_to_region(hm, (hs, ws))
+        small = heatmap_to_region(hm, (hs, ws), self.settings.fit)
         mask = (small >= self.settings.heatmap_level).astype(np.uint8)
         if not mask.any():
             return

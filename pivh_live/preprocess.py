@@ -1,4 +1,14 @@
-"""Image region -> model input: gray, letterboxed to a square, scaled to [0, 1].
+"""Image region -> model input: gray, fitted to a square, scaled to [0, 1].
+
+Two ways to fit a region to the ``size`` x ``size`` input (``fit``; a model
+card names its own, see FITS):
+
+- "letterbox" (the default, every bundle up to 0.13.0): keep the aspect
+  ratio, pad to a centred square with zeros. A wide sector region uses only
+  part of the square's height.
+- "stretch": resize the region to the full square, scaling height and width
+  by different factors. No pixel is padding, so a region 1.7x wider than
+  tall gets 1.7x the rows of its letterbox; anatomy looks taller than it is.
 
 The letterbox pads the region to a square (centred, zeros) and resizes it to
 ``size`` x ``size``. It is computed as resize-then-pad, which gives the same
@@ -29,6 +39,7 @@ log = logging.getLogger(__name__)
 
 INPUT_SIZE = 256
 LETTERBOX = "pad-square-centre-zero"
+FITS: dict[str, str] = {"letterbox": LETTERBOX, "stretch": "stretch-to-square"}
 SCALE = "1/255"
 _INV_255 = np.float32(1.0 / 255.0)
 
@@ -67,10 +78,21 @@ class LetterboxGeometry:
         return (u + 0.5 - self.left) / self.scale_x - 0.5, (v + 0.5 - self.top) / self.scale_y - 0.5
 
 
-def letterbox_geometry(h: int, w: int, size: int = INPUT_SIZE) -> LetterboxGeometry:
-    """Geometry of the letterbox of an (h, w) region at ``size``."""
+def check_fit(fit: str) -> str:
+    """``fit`` if it is one of FITS, else ValueError naming the valid ones."""
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    return fit
+
+
+def letterbox_geometry(
+    h: int, w: int, size: int = INPUT_SIZE, fit: str = "letterbox"
+) -> LetterboxGeometry:
+    """Geometry of an (h, w) region fitted (``fit``) into a ``size`` square."""
     if h <= 0 or w <= 0 or size <= 0:
         raise ValueError(f"letterbox needs positive sizes, got h={h} w={w} size={size}")
+    if check_fit(fit) == "stretch":
+        return LetterboxGeometry(h=h, w=w, size=size, content_h=size, content_w=size, top=0, left=0)
     side = max(h, w)
     content_h = max(1, round(h * size / side))
     content_w = max(1, round(w * size / side))
@@ -86,9 +108,12 @@ def letterbox_geometry(h: int, w: int, size: int = INPUT_SIZE) -> LetterboxGeome
 
 
 def letterbox(
-    image: np.ndarray, size: int = INPUT_SIZE, interpolation: int = cv2.INTER_AREA
+    image: np.ndarray,
+    size: int = INPUT_SIZE,
+    interpolation: int = cv2.INTER_AREA,
+    fit: str = "letterbox",
 ) -> np.ndarray:
-    """Pad ``image`` (H, W) or (H, W, C) to a centred square with zeros and resize to ``size``.
+    """Fit ``image`` (H, W) or (H, W, C) into a ``size`` square (``fit``, see the module doc).
 
     uint8 and float images keep their dtype; bool masks come back as float32
     coverage fractions in [0, 1] (threshold them if a hard mask is needed).
@@ -98,7 +123,7 @@ def letterbox(
         image = image.astype(np.float32)
     if image.ndim not in (2, 3):
         raise ValueError(f"letterbox needs an (H, W) or (H, W, C) image, got shape {image.shape}")
-    geo = letterbox_geometry(image.shape[0], image.shape[1], size)
+    geo = letterbox_geometry(image.shape[0], image.shape[1], size, fit)
     if (geo.content_h, geo.content_w) == image.shape[:2]:
         content = image
     else:
@@ -119,12 +144,15 @@ def _resize(image: np.ndarray, w: int, h: int, interpolation: int) -> np.ndarray
     return cv2.resize(image, (w, h), interpolation=interpolation)
 
 
-def heatmap_to_region(heatmap: np.ndarray, region_shape: tuple[int, ...]) -> np.ndarray:
+def heatmap_to_region(
+    heatmap: np.ndarray, region_shape: tuple[int, ...], fit: str = "letterbox"
+) -> np.ndarray:
     """Map a square heatmap over the model input back onto the region's pixels.
 
     ``heatmap`` is (S, S) or (1, S, S) at any S (32 for the network's map);
-    ``region_shape`` is the (H, W[, C]) of the region that was preprocessed.
-    Returns float32 (H, W), bilinear, padding cut away. One warpAffine call.
+    ``region_shape`` is the (H, W[, C]) of the region that was preprocessed
+    and ``fit`` the model's (its bundle's ``fit``). Returns float32 (H, W),
+    bilinear, padding cut away. One warpAffine call.
     """
     hm = np.asarray(heatmap, dtype=np.float32)
     if hm.ndim == 3 and hm.shape[0] == 1:
@@ -133,7 +161,7 @@ def heatmap_to_region(heatmap: np.ndarray, region_shape: tuple[int, ...]) -> np.
         raise ValueError(f"heatmap must be square (S, S) or (1, S, S), got shape {heatmap.shape}")
     h, w = int(region_shape[0]), int(region_shape[1])
     s = hm.shape[0]
-    geo = letterbox_geometry(h, w, s)
+    geo = letterbox_geometry(h, w, s, fit)
     # Region pixel centre x maps to heatmap column left + (x + 0.5) * scale - 0.5.
     matrix = np.array(
         [
@@ -179,14 +207,18 @@ def to_gray(image: np.ndarray, order: str = "bgr") -> np.ndarray:
 
 
 def preprocess(
-    image: np.ndarray, size: int = INPUT_SIZE, out: np.ndarray | None = None
+    image: np.ndarray,
+    size: int = INPUT_SIZE,
+    out: np.ndarray | None = None,
+    fit: str = "letterbox",
 ) -> np.ndarray:
     """One gray or colour uint8 region -> float32 (1, size, size) in [0, 1].
 
     ``out`` (float32, (1, size, size)) is filled in place when given, so a
-    caller can preprocess straight into a batch or a pinned buffer.
+    caller can preprocess straight into a batch or a pinned buffer. ``fit``:
+    how the region fills the square (the bundle's ``fit``).
     """
-    boxed = letterbox(to_gray(image), size, cv2.INTER_AREA)
+    boxed = letterbox(to_gray(image), size, cv2.INTER_AREA, fit)
     if out is None:
         out = np.empty((1, size, size), dtype=np.float32)
     elif out.shape != (1, size, size) or out.dtype != np.float32:
@@ -195,9 +227,11 @@ def preprocess(
     return out
 
 
-def preprocess_batch(images: Sequence[np.ndarray], size: int = INPUT_SIZE) -> np.ndarray:
+def preprocess_batch(
+    images: Sequence[np.ndarray], size: int = INPUT_SIZE, fit: str = "letterbox"
+) -> np.ndarray:
     """Regions -> float32 (N, 1, size, size) in [0, 1]."""
     batch = np.empty((len(images), 1, size, size), dtype=np.float32)
     for i, image in enumerate(images):
-        preprocess(image, size, out=batch[i])
+        preprocess(image, size, out=batch[i], fit=fit)
     return batch

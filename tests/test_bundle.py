@@ -215,3 +215,21 @@ def test_card_with_off_contract_shapes(bundle_dir):
     rewrite_card(bundle_dir, outputs=outputs, input={**card["input"], "shape": [-1, 1, 64, 32]})
     with pytest.raises(ModelBundleError, match="declares shapes"):
         load_bundle(bundle_dir)
+
+
+def test_input_fit_defaults_to_letterbox_and_reads_stretch(bundle_dir):
+    assert load_bundle(bundle_dir).fit == "letterbox"
+    card = json.loads((bundle_dir / CARD_FILE).read_text())
+    assert card["input"]["fit"] == "letterbox"
+    del card["input"]["fit"]  # a card written before fits existed
+    (bundle_dir / CARD_FILE).write_text(json.dumps(card))
+    assert load_bundle(bundle_dir).fit == "letterbox"
+    rewrite_card(bundle_dir, input={**card["input"], "fit": "stretch"})
+    assert load_bundle(bundle_dir).fit == "stretch"
+
+
+def test_unknown_input_fit_is_refused(bundle_dir):
+    card = json.loads((bundle_dir / CARD_FILE).read_text())
+    rewrite_card(bundle_dir, input={**card["input"], "fit": "crop"})
+    with pytest.raises(ModelBundleError, match=r"fit 'crop'.*upgrade pivh-live or re-export"):
+        load_bundle(bundle_dir)

@@ -140,3 +140,48 @@ def test_preprocess_batch_matches_single_calls_and_out_buffer():
     assert preprocess(images[0], size=64, out=out) is out
     with pytest.raises(ValueError, match="out must be"):
         preprocess(images[0], out=np.empty((1, 64, 64), np.float32))
+
+
+# -- fit "stretch": the region fills the whole square ------------------------------------
+
+
+def test_stretch_geometry_fills_the_square():
+    geo = letterbox_geometry(548, 944, 320, fit="stretch")
+    assert (geo.content_h, geo.content_w, geo.top, geo.left) == (320, 320, 0, 0)
+    assert geo.scale_y / geo.scale_x == pytest.approx(944 / 548)
+    for x, y in [(0, 0), (943, 547), (500.5, 100.25)]:
+        assert geo.to_region(*geo.to_letterbox(x, y)) == pytest.approx((x, y))
+
+
+def test_stretch_resizes_without_padding():
+    yy, xx = np.mgrid[0:300, 0:500]
+    image = (20 + 0.3 * xx + 0.2 * yy + 100 * _disc(300, 500, 320, 120, 50)).astype(np.uint8)
+    out = letterbox(image, 64, fit="stretch")
+    assert out.shape == (64, 64) and out.min() > 0  # no zero padding anywhere
+    direct = cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(out.astype(int) - direct.astype(int)).mean() < 2.0  # 2x pyramid vs direct
+
+
+def test_stretch_preprocess_matches_batch_and_single():
+    rng = np.random.default_rng(4)
+    regions = [rng.integers(0, 256, (h, w), dtype=np.uint8) for h, w in [(200, 340), (90, 60)]]
+    batch = preprocess_batch(regions, 32, fit="stretch")
+    for i, region in enumerate(regions):
+        np.testing.assert_array_equal(batch[i], preprocess(region, 32, fit="stretch"))
+    assert not np.array_equal(batch[0], preprocess(regions[0], 32))  # letterbox differs
+
+
+def test_heatmap_to_region_round_trip_under_stretch():
+    region_shape = (480, 800)
+    mask = _disc(*region_shape, cx=600, cy=150, r=60) | _disc(*region_shape, cx=150, cy=330, r=45)
+    heatmap = letterbox(mask, size=256, fit="stretch")
+    back = heatmap_to_region(heatmap, region_shape, fit="stretch")
+    assert _iou(back >= 0.5, mask) >= 0.97
+    # The letterbox mapping would put it in the wrong place.
+    wrong = heatmap_to_region(heatmap, region_shape)
+    assert _iou(wrong >= 0.5, mask) < 0.8
+
+
+def test_unknown_fit_is_refused():
+    with pytest.raises(ValueError, match="fit must be one of letterbox, stretch"):
+        letterbox_geometry(10, 10, 8, fit="crop")

@@ -42,7 +42,11 @@ def bench_engine_loop(
     size = engine.bundle.input_size
     n_batches = max(1, min(8, len(frames) // batch))
     batches = [
-        preprocess_batch([frames[(i * batch + j) % len(frames)] for j in range(batch)], size)
+        preprocess_batch(
+            [frames[(i * batch + j) % len(frames)] for j in range(batch)],
+            size,
+            engine.bundle.fit,
+        )
         for i in range(n_batches)
     ]
     for i in range(warmup):

@@ -247,7 +247,12 @@ def make_engine(config: BenchConfig) -> Any:
 
 
 def _consumers(
-    config: BenchConfig, engine_name: str, model: tuple[str, str], smoothing: Any, progress: Any
+    config: BenchConfig,
+    engine_name: str,
+    model: tuple[str, str],
+    smoothing: Any,
+    progress: Any,
+    fit: str = "letterbox",
 ) -> tuple[StampingConsumer, DisplayClient | None]:
     from pivh_live.overlay import OverlaySettings
     from pivh_live.pipeline.stages import OverlayStage
@@ -260,7 +265,7 @@ def _consumers(
     if config.record:
         out = config.out / f"recording{config.instance}"
         handoffs.append(("record", _recorder(out, engine_name, model, config.fps)))
-    overlay = OverlayStage(OverlaySettings.from_smoothing(smoothing))
+    overlay = OverlayStage(OverlaySettings.from_smoothing(smoothing, fit=fit))
     return StampingConsumer(overlay, handoffs, progress, capacity=expected_frames(config)), client
 
 
@@ -299,7 +304,9 @@ def run_single_instance(
     with make_engine(config) as engine:
         inference = InferenceStage(engine)
         model = (engine.bundle.name, engine.bundle.version)
-        consumer, client = _consumers(config, engine.name, model, inference.config, progress)
+        consumer, client = _consumers(
+            config, engine.name, model, inference.config, progress, engine.bundle.fit
+        )
         detector: RegionDetector | BackgroundRegionDetector | None = None
         if roi is None:
             inline = config.roi == "inline"
@@ -375,7 +382,7 @@ def run_multi_instance(
     t = bundle.thresholds
     smoothing = SmoothingConfig.from_thresholds(t["pivh"], t["severe"], t["valid"])
     model = (bundle.name, bundle.version)
-    consumer, client = _consumers(config, config.engine, model, smoothing, progress)
+    consumer, client = _consumers(config, config.engine, model, smoothing, progress, bundle.fit)
     live = LiveConfig(
         source=multi_process_source(config, clip),
         model=None if config.engine_factory else bundle.path,

@@ -32,7 +32,8 @@ def live_display_factory(args: argparse.Namespace, session: Path | None) -> Any:
         store = SessionStore(args.data_dir)
     return start_live_display(host=args.host, port=args.port, engine=args.engine,
                               model_version=bundle.version,
-                              settings=OverlaySettings.from_smoothing(smoothing_config(bundle)),
+                              settings=OverlaySettings.from_smoothing(
+                                  smoothing_config(bundle), fit=bundle.fit),
                               store=store)  # fmt: skip
 
 

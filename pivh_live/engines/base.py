@@ -88,7 +88,9 @@ class Engine(ABC):
         step = self.max_batch or len(images)
         scores: list[Score] = []
         for start in range(0, len(images), step):
-            batch = preprocess_batch(images[start : start + step], self.bundle.input_size)
+            batch = preprocess_batch(
+                images[start : start + step], self.bundle.input_size, self.bundle.fit
+            )
             scores.extend(scores_from_outputs(self.infer(batch)))
         return scores
 

@@ -136,7 +136,7 @@ def _writers(
                 out_dir / OVERLAY_FILE,
                 fps,
                 status=lambda r: f"t {r.media_time_s:.2f} s | frame {r.seq} | {label}",
-                settings=OverlaySettings.from_smoothing(config),
+                settings=OverlaySettings.from_smoothing(config, fit=engine.bundle.fit),
             )
         )
     return writers

@@ -178,11 +178,11 @@ class InferenceStage:
 
         if not regions:
             return []
-        size = self.engine.bundle.input_size
+        size, fit = self.engine.bundle.input_size, self.engine.bundle.fit
         grays = [to_gray(r.image) for r in regions]
         batch = np.empty((len(grays), 1, size, size), dtype=np.float32)
         for i, gray in enumerate(grays):
-            preprocess(gray, size, out=batch[i])
+            preprocess(gray, size, out=batch[i], fit=fit)
         t_pre = self._clock()
         step = self.engine.max_batch or len(grays)
         scores = []

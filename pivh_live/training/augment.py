@@ -50,6 +50,10 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.4, 1.4)
     p_noise: float = 0.3
     noise_sigma: tuple[float, float] = (2.0, 8.0)
+    # Off by default: a zero probability draws nothing, so older configs keep
+    # their exact random sequence (and weights).
+    p_aspect: float = 0.0
+    aspect: tuple[float, float] = (0.8, 1.25)
 
 
 def full_box(image: np.ndarray) -> Box:
@@ -90,6 +94,19 @@ def depth_matrix(rng: np.random.Generator, scale: tuple[float, float], box: Box)
     s = math.exp(rng.uniform(math.log(scale[0]), math.log(scale[1])))
     m = cv2.getRotationMatrix2D(_apex(box), 0.0, s)
     return np.vstack([m, [0.0, 0.0, 1.0]])
+
+
+def aspect_matrix(rng: np.random.Generator, scale: tuple[float, float], box: Box) -> np.ndarray:
+    """Scale height only about the apex: a region of another aspect ratio under a stretch fit."""
+    a = math.exp(rng.uniform(math.log(scale[0]), math.log(scale[1])))
+    apex_y = _apex(box)[1]
+    return np.array([[1.0, 0.0, 0.0], [0.0, a, apex_y * (1.0 - a)], [0.0, 0.0, 1.0]])
+
+
+def unstretch_box(box: Box, stretch: float) -> Box:
+    """The content box in unstretched coordinates (rows divided by ``stretch``)."""
+    top, left, h, w = box
+    return (top / stretch, left, h / stretch, w)  # type: ignore[return-value]
 
 
 def shift_matrix(rng: np.random.Generator, max_shift: float, box: Box) -> np.ndarray:
@@ -250,7 +267,11 @@ class Augmenter:
     """Config-driven random pipeline: ``augmenter(image, mask, box, rng) -> (image, mask)``.
 
     ``image`` is uint8 (H, W); ``mask`` uint8 (H, W) (0-255 coverage) or None;
-    ``box`` the letterbox content box (top, left, h, w). Inputs are not modified.
+    ``box`` the letterbox content box (top, left, h, w). ``stretch`` is how
+    much taller than true proportions the image is (rows per column of the
+    region, over 1; a "stretch" fit): the geometric transforms are built in true
+    proportions and then stretched, so a rotation stays a rotation of the
+    anatomy. Inputs are not modified.
     """
 
     def __init__(self, config: AugmentConfig | None = None) -> None:
@@ -262,20 +283,27 @@ class Augmenter:
         mask: Mask,
         box: Box | None,
         rng: np.random.Generator,
+        stretch: float = 1.0,
     ) -> Pair:
         c = self.config
         if not c.enabled:
             return image, mask
         box = box or full_box(image)
+        true_box = box if stretch == 1.0 else unstretch_box(box, stretch)
         matrix = np.eye(3)
         if rng.random() < c.p_flip:
-            matrix = flip_matrix(box) @ matrix
+            matrix = flip_matrix(true_box) @ matrix
         if rng.random() < c.p_depth:
-            matrix = depth_matrix(rng, c.depth_scale, box) @ matrix
+            matrix = depth_matrix(rng, c.depth_scale, true_box) @ matrix
         if rng.random() < c.p_rotate:
-            matrix = rotation_matrix(rng, c.max_rotate_deg, box) @ matrix
+            matrix = rotation_matrix(rng, c.max_rotate_deg, true_box) @ matrix
         if rng.random() < c.p_shift:
-            matrix = shift_matrix(rng, c.max_shift, box) @ matrix
+            matrix = shift_matrix(rng, c.max_shift, true_box) @ matrix
+        if c.p_aspect > 0.0 and rng.random() < c.p_aspect:
+            matrix = aspect_matrix(rng, c.aspect, true_box) @ matrix
+        if stretch != 1.0:
+            s = np.diag([1.0, stretch, 1.0])
+            matrix = s @ matrix @ np.diag([1.0, 1.0 / stretch, 1.0])
         if not np.array_equal(matrix, np.eye(3)):
             image, mask = warp(image, mask, matrix, box)
         curves = []

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pivh_live.errors import ConfigError
+from pivh_live.preprocess import FITS
 from pivh_live.training.augment import AugmentConfig
 
 CONFIG_VERSION = 1
@@ -30,7 +31,8 @@ class ModelConfig:
 
     ``width`` sets the channels: the stem has ``width // 2``, the four stages
     (strides 4, 8, 16, 32) ``width * stage_mult[i]``, each with ``depth[i]``
-    residual blocks after its stride-2 block.
+    residual blocks after its stride-2 block. ``fit`` is how a region fills
+    the square input (`pivh_live.preprocess.FITS`): "letterbox" or "stretch".
     """
 
     input_size: int = 256
@@ -40,8 +42,11 @@ class ModelConfig:
     attention_heads: int = 2
     dropout: float = 0.1
     n_grades: int = 5
+    fit: str = "letterbox"
 
     def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise ConfigError(f"model.fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if self.input_size % 32 != 0 or self.input_size < 64:
             raise ConfigError(
                 f"model.input_size must be a multiple of 32 >= 64, got {self.input_size}"

@@ -46,6 +46,7 @@ class CaseInfo:
     n_frames: int
     has_frame_labels: bool
     has_masks: bool
+    stretch: float = 1.0  # rows per column of the fitted image over the region's (1: letterbox)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class _DecodedCase:
     info: CaseInfo
 
 
-def _decode_case(case: Any, size: int, stride: int) -> _DecodedCase:
+def _decode_case(case: Any, size: int, stride: int, fit: str = "letterbox") -> _DecodedCase:
     from pivh_live.dataset import load_frames, load_masks
     from pivh_live.preprocess import letterbox, letterbox_geometry
 
@@ -141,13 +142,13 @@ def _decode_case(case: Any, size: int, stride: int) -> _DecodedCase:
     case_masks = load_masks(case)
     keep = np.arange(0, n, stride)
     keep = keep[valid[keep] >= 0]  # frames with no label at all teach nothing
-    geo = letterbox_geometry(frames.shape[1], frames.shape[2], size)
+    geo = letterbox_geometry(frames.shape[1], frames.shape[2], size, fit)
     images: list[np.ndarray] = []
     masks: dict[int, np.ndarray] = {}
     for pos, j in enumerate(keep.tolist()):
-        images.append(letterbox(frames[j], size, cv2.INTER_AREA))
+        images.append(letterbox(frames[j], size, cv2.INTER_AREA, fit))
         if case_masks is not None and j < case_masks.shape[0] and case_masks[j].any():
-            cover = letterbox(case_masks[j], size, cv2.INTER_AREA)
+            cover = letterbox(case_masks[j], size, cv2.INTER_AREA, fit)
             masks[pos] = np.clip(np.rint(cover * 255.0), 0, 255).astype(np.uint8)
     info = CaseInfo(
         case_id=str(case.case_id),
@@ -157,14 +158,22 @@ def _decode_case(case: Any, size: int, stride: int) -> _DecodedCase:
         n_frames=n,
         has_frame_labels=has_labels,
         has_masks=case_masks is not None,
+        # Exactly 1 for a letterbox (its scales differ only by rounding).
+        stretch=1.0 if fit == "letterbox" else geo.scale_y / geo.scale_x,
     )
     return _DecodedCase(images, masks, grade[keep], valid[keep], keep, info)
 
 
 def load_frameset(
-    cases: Sequence[Any], size: int, stride: int, *, progress: bool = True, workers: int = 1
+    cases: Sequence[Any],
+    size: int,
+    stride: int,
+    *,
+    progress: bool = True,
+    workers: int = 1,
+    fit: str = "letterbox",
 ) -> FrameSet:
-    """Decode ``cases`` and keep every ``stride``-th frame letterboxed to ``size``.
+    """Decode ``cases`` and keep every ``stride``-th frame fitted (``fit``) to ``size``.
 
     ``workers`` > 1 decodes that many cases at once in threads (PyAV and OpenCV
     release the GIL); the result is the same, in case order, whatever the count.
@@ -180,7 +189,7 @@ def load_frameset(
     infos: list[CaseInfo] = []
     # Executor.map cancels the cases not yet started when one raises.
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        decoded = pool.map(lambda case: _decode_case(case, size, stride), cases)
+        decoded = pool.map(lambda case: _decode_case(case, size, stride, fit), cases)
         bar = tqdm(decoded, total=len(cases), desc="decode", unit="case", disable=not progress)
         for ci, dc in enumerate(bar):
             row = len(images)
@@ -268,7 +277,7 @@ class FrameDataset:
         case = fs.cases[int(fs.case_index[row])]
         if self.augmenter is not None:
             rng = np.random.default_rng([self.seed, self.epoch, int(row)])
-            image, mask = self.augmenter(image, mask, case.box, rng)
+            image, mask = self.augmenter(image, mask, case.box, rng, case.stretch)
         s = self.heatmap_size
         if mask is None:
             heat = np.zeros((s, s), dtype=np.float32)

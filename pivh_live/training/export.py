@@ -38,7 +38,7 @@ from pivh_live.bundle import (
     write_json_atomic,
 )
 from pivh_live.errors import ModelBundleError
-from pivh_live.preprocess import LETTERBOX, SCALE, preprocess_batch
+from pivh_live.preprocess import FITS, SCALE, preprocess_batch
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def _check_preprocess(path: Path, ckpt: dict[str, Any]) -> None:
     pre = ckpt.get("preprocess") or {}
     size = int(ckpt["model_config"].get("input_size", 256))
-    want = {"input_size": size, "letterbox": LETTERBOX, "scale": SCALE}
+    fit = str(ckpt["model_config"].get("fit", "letterbox"))
+    want = {"input_size": size, "letterbox": FITS.get(fit, fit), "scale": SCALE}
     diff = {k: pre.get(k) for k, v in want.items() if k in pre and pre.get(k) != v}
     if diff:
         raise ModelBundleError(
@@ -92,8 +93,10 @@ def _check_preprocess(path: Path, ckpt: dict[str, Any]) -> None:
         )
 
 
-def phantom_like_batch(n: int, size: int, seed: int = PARITY_SEED) -> np.ndarray:
-    """Seeded speckle images with bright blobs, letterboxed from non-square regions."""
+def phantom_like_batch(
+    n: int, size: int, seed: int = PARITY_SEED, fit: str = "letterbox"
+) -> np.ndarray:
+    """Seeded speckle images with bright blobs, fitted from non-square regions."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -108,7 +111,7 @@ def phantom_like_batch(n: int, size: int, seed: int = PARITY_SEED) -> np.ndarray
         if i == n - 1:
             base[:] = 0.0  # a blank frame: the valid head must see one too
         images.append(np.clip(base, 0, 255).astype(np.uint8))
-    return preprocess_batch(images, size)
+    return preprocess_batch(images, size, fit)
 
 
 def _export_onnx(model: Any, path: Path, size: int) -> None:
@@ -147,7 +150,9 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def check_parity(model: Any, onnx_path: Path, size: int) -> dict[str, float]:
+def check_parity(
+    model: Any, onnx_path: Path, size: int, fit: str = "letterbox"
+) -> dict[str, float]:
     """Max |torch - ORT| per output (logits) and on probabilities; raises when over tolerance."""
     import onnxruntime as ort
     import torch
@@ -155,7 +160,7 @@ def check_parity(model: Any, onnx_path: Path, size: int) -> dict[str, float]:
     from pivh_live.engines.base import scores_from_outputs
     from pivh_live.engines.torch_engine import outputs_as_dict
 
-    batch = phantom_like_batch(PARITY_BATCH, size)
+    batch = phantom_like_batch(PARITY_BATCH, size, fit=fit)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     diffs: dict[str, float] = {}
     # Batch N and batch 1 both: the exported batch dimension must really be dynamic.
@@ -249,7 +254,7 @@ def export_bundle(
         log.info("exporting %s to ONNX (opset %d, dynamic batch)", checkpoint_path, OPSET)
         with _quiet_exporter():
             _export_onnx(model, tmp / ONNX_FILE, size)
-        parity = check_parity(model, tmp / ONNX_FILE, size)
+        parity = check_parity(model, tmp / ONNX_FILE, size, cfg.fit)
         log.info("torch vs ONNX Runtime max abs diff: %s", parity)
         torch.save(weights, tmp / TORCH_FILE)
         data = ckpt.get("data") or {}
@@ -259,6 +264,7 @@ def export_bundle(
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             input_size=size,
             heatmap_size=heatmap_size,
+            fit=cfg.fit,
             thresholds=ckpt["thresholds"],
             metrics={"validation": ckpt.get("val_metrics") or {}},
             # Everything the trainer recorded about its data (paths, counts,

@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 
 from pivh_live.errors import ConfigError, DatasetError
+from pivh_live.preprocess import FITS
 from pivh_live.training.config import TrainConfig, load_config
 from pivh_live.training.data import FrameSet
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "pivh-live-checkpoint/1"
-PREPROCESS = {"letterbox": "pad-square-centre-zero", "scale": "1/255"}
+SCALE = "1/255"
 THRESHOLD_RANGE = (0.01, 0.99)  # SmoothingConfig needs thresholds strictly inside (0, 1)
 
 
@@ -197,11 +198,12 @@ def _load_data(
         raise DatasetError(f"{names}: need training and validation cases; add cases")
     size = config.model.input_size
     workers = config.decode_workers
+    fit = config.model.fit
     train_set = load_frameset(
-        train_cases, size, config.frame_stride, progress=progress, workers=workers
+        train_cases, size, config.frame_stride, progress=progress, workers=workers, fit=fit
     )
     val_set = load_frameset(
-        val_cases, size, config.val_frame_stride, progress=progress, workers=workers
+        val_cases, size, config.val_frame_stride, progress=progress, workers=workers, fit=fit
     )
     graded = train_set.grade[train_set.grade >= 0]
     log.info(
@@ -557,7 +559,11 @@ def _checkpoint(
         "val_metrics": metrics,
         "epoch": epoch,
         "data": data_info,
-        "preprocess": {"input_size": config.model.input_size, **PREPROCESS},
+        "preprocess": {
+            "input_size": config.model.input_size,
+            "letterbox": FITS[config.model.fit],
+            "scale": SCALE,
+        },
     }
 
 

@@ -153,3 +153,64 @@ def test_blur_smooths() -> None:
         np.abs(np.diff(out.astype(float), axis=1)).mean()
         < np.abs(np.diff(image.astype(float), axis=1)).mean()
     )
+
+
+ROTATE_ONLY = AugmentConfig(
+    p_flip=0.0,
+    p_rotate=1.0,
+    max_rotate_deg=30.0,
+    p_depth=0.0,
+    p_shift=0.0,
+    p_gain=0.0,
+    p_gamma=0.0,
+    p_dynamic_range=0.0,
+    p_speckle=0.0,
+    p_blur=0.0,
+    p_noise=0.0,
+)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rotation_under_stretch_is_a_true_rotation(seed: int) -> None:
+    # A region 1.6x wider than tall stretched to the square: rows are 1.6x too tall.
+    k = 1.6
+    image, mask = _square(100, 170, side=16)
+    full = (0, 0, 256, 256)
+    apex = np.array([0.0, 127.5])
+    unstretch = np.array([1.0 / k, 1.0])  # (row, column) scale back to true proportions
+
+    def true_distance(m: np.ndarray) -> float:
+        return float(np.linalg.norm((_centroid(m > 127) - apex) * unstretch))
+
+    rng = np.random.default_rng(seed)
+    _out, right = Augmenter(ROTATE_ONLY)(image, mask, full, rng, stretch=k)
+    _out, naive = Augmenter(ROTATE_ONLY)(image, mask, full, np.random.default_rng(seed))
+    before = true_distance(mask)
+    assert true_distance(right) == pytest.approx(before, abs=1.5)
+    # Rotating the stretched pixels directly distorts the anatomy.
+    assert abs(true_distance(naive) - before) > 2.0 * abs(true_distance(right) - before)
+
+
+def test_aspect_scales_height_about_the_apex_only() -> None:
+    image, mask = _square(150, 116)
+    config = AugmentConfig(
+        p_flip=0.0, p_rotate=0.0, p_depth=0.0, p_shift=0.0, p_gain=0.0, p_gamma=0.0,
+        p_dynamic_range=0.0, p_speckle=0.0, p_blur=0.0, p_noise=0.0,
+        p_aspect=1.0, aspect=(1.2, 1.2),
+    )  # fmt: skip
+    _out, out_mask = Augmenter(config)(image, mask, BOX, np.random.default_rng(0))
+    before = _centroid(mask > 127) - [32.0, 127.5]
+    after = _centroid(out_mask > 127) - [32.0, 127.5]
+    np.testing.assert_allclose(after, [1.2 * before[0], before[1]], atol=1.0)
+
+
+def test_aspect_off_draws_nothing() -> None:
+    # p_aspect 0 (the default) must leave the random sequence of older configs alone.
+    image, mask = _square(100, 100)
+    a, b, c = (np.random.default_rng(5) for _ in range(3))
+    Augmenter(AugmentConfig())(image, mask, BOX, a)
+    Augmenter(AugmentConfig(p_aspect=0.0, aspect=(0.5, 2.0)))(image, mask, BOX, b)
+    Augmenter(AugmentConfig(p_aspect=0.5))(image, mask, BOX, c)
+    after_a, after_b, after_c = a.random(), b.random(), c.random()
+    assert after_a == after_b
+    assert after_c != after_a  # switched on, it takes its own draw

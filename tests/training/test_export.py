@@ -309,3 +309,57 @@ def test_graph_replay_logic_copies_in_returns_fresh_arrays_and_falls_back(export
         assert engine._graphs is None  # eager from now on
         for name in out:
             np.testing.assert_allclose(out[name], ref[2][name], atol=1e-5)
+
+
+@pytest.mark.slow  # one more dynamo export (~6 s)
+def test_stretch_fit_travels_from_checkpoint_to_engines(tmp_path):
+    from pivh_live.preprocess import preprocess
+
+    torch.manual_seed(2)
+    config = dataclasses.replace(TINY, fit="stretch")
+    model = PivhNet(config).eval()
+    with torch.no_grad():  # random weights everywhere, so the output depends on the input
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    ckpt = _checkpoint(
+        tmp_path / "best.pt",
+        model,
+        model_config=dataclasses.asdict(config),
+        preprocess={"input_size": 64, "letterbox": "stretch-to-square", "scale": "1/255"},
+    )
+    bundle = load_bundle(export_bundle(ckpt, tmp_path / "stretchy"))
+    assert bundle.fit == "stretch" and bundle.card["input"]["fit"] == "stretch"
+    assert "scaled separately" in bundle.card["input"]["preprocessing"]
+    yy, xx = np.mgrid[0:60, 0:150]
+    region = (30 + xx + 100 * ((xx - 100) ** 2 + (yy - 25) ** 2 < 150)).astype(np.uint8)  # wide
+    stretched, boxed = preprocess(region, 64, fit="stretch"), preprocess(region, 64)
+    assert np.abs(stretched - boxed).max() > 0.3  # the two fits really differ
+    with create_engine("onnxruntime", bundle) as engine:
+        got = engine.score(region).heatmap
+        # The engine preprocesses with the bundle's fit: its output is bit-identical
+        # to inferring the stretched input, not the letterboxed one.
+        from_stretched = _sigmoid(engine.infer(stretched[None])["heatmap_logits"][0, 0])
+        from_boxed = _sigmoid(engine.infer(boxed[None])["heatmap_logits"][0, 0])
+    np.testing.assert_array_equal(got, from_stretched)
+    assert not np.array_equal(got, from_boxed)
+    with torch.inference_mode():
+        want = torch.sigmoid(model(torch.from_numpy(stretched[None]))[2]).numpy()[0, 0]
+    assert np.max(np.abs(got - want)) <= PROB_TOLERANCE
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    from pivh_live.engines import scores_from_outputs
+
+    grade = np.zeros((1, 5), np.float32)
+    valid = np.zeros((1, 1), np.float32)
+    outputs = {"grade_logits": grade, "valid_logit": valid, "heatmap_logits": x[None, None]}
+    return scores_from_outputs(outputs)[0].heatmap
+
+
+def test_checkpoint_with_mismatched_fit_is_refused(tmp_path):
+    config = dataclasses.replace(TINY, fit="stretch")
+    ckpt = _checkpoint(
+        tmp_path / "best.pt", _random_model(0), model_config=dataclasses.asdict(config)
+    )  # its preprocess still says letterbox
+    with pytest.raises(ModelBundleError, match="trained with preprocessing"):
+        load_checkpoint(ckpt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -351,3 +352,27 @@ def test_a_case_that_fails_to_decode_stops_the_rest(monkeypatch: pytest.MonkeyPa
     with pytest.raises(data.DatasetError, match="corrupt video"):
         load_frameset(list(range(400)), 64, 1, progress=False, workers=2)
     assert len(calls) < 100  # the pending cases were cancelled, not decoded
+
+
+def test_stretch_fit_fills_the_square_and_keeps_masks_aligned(dataset_dir: Path) -> None:
+    cases = [c for c in read_dataset(dataset_dir).cases if c.case_id == "c1"]
+    fs = load_frameset(cases, 256, stride=1, progress=False, fit="stretch")
+    info = fs.cases[0]
+    # 64x48 region -> the whole 256x256 square, rows 5.33x and columns 4x: 4/3 taller.
+    assert info.box == (0, 0, 256, 256) and info.stretch == pytest.approx(4 / 3)
+    assert fs.images[0, :32].max() > 0  # no padding rows any more
+    item = FrameDataset(fs, None, seed=0, heatmap_size=32)[3]
+    ys, _xs = np.nonzero(item["heatmap"][0].numpy() > 0.5)
+    # mask rows 14:26 of 48 -> rows 74.7..138.7 of 256 -> heatmap rows 9..17
+    assert ys.min() >= 9 and ys.max() <= 17
+    assert load_frameset(cases, 256, stride=1, progress=False).cases[0].stretch == 1.0
+
+
+def test_stretch_fit_trains_and_records_its_preprocessing(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(epochs=1)
+    config = config.replace(model=dataclasses.replace(config.model, fit="stretch"))
+    ckpt = _state(train(config, dataset_dir, tmp_path / "s", progress=False))
+    assert ckpt["model_config"]["fit"] == "stretch"
+    assert ckpt["preprocess"]["letterbox"] == "stretch-to-square"
