@@ -208,19 +208,20 @@ def _changed_outside_ui(out: np.ndarray, image: np.ndarray, items: tuple) -> np.
     return changed
 
 
+@pytest.mark.parametrize("fit", ["letterbox", "stretch"])
 @pytest.mark.parametrize(
     ("rows", "cols"), [(slice(14, 20), slice(12, 18)), (slice(9, 12), (slice(22, 27)))]
 )
-def test_heatmap_contour_is_drawn_around_the_hot_area(rows: slice, cols: slice) -> None:
+def test_heatmap_contour_is_drawn_around_the_hot_area(rows: slice, cols: slice, fit: str) -> None:
     shape = (400, 600)  # not square: the letterbox padding must be undone
     image = np.full(shape, 90, np.uint8)
     hm = _hot_heatmap(rows, cols)
-    renderer = OverlayRenderer()
+    renderer = OverlayRenderer(OverlaySettings(fit=fit))
     state = _state(alert=True, grade=3, p_pivh=0.9)
     items = renderer.layout(shape, state, _score(hm))
     out = renderer.render(image, state, _score(hm))
     changed = _changed_outside_ui(out, image, items)
-    hot = (heatmap_to_region(hm, shape) >= 0.5).astype(np.uint8)
+    hot = (heatmap_to_region(hm, shape, fit) >= 0.5).astype(np.uint8)
     kernel = np.ones((11, 11), np.uint8)
     band = cv2.dilate(hot, kernel) & ~cv2.erode(hot, kernel) & 1
     assert changed.sum() > 100

@@ -191,3 +191,24 @@ def test_background_detection_is_chosen_by_flag_and_closed_with_the_stage() -> N
     stage.close()
     assert detector._closed
     assert RegionStage(background=True, auto=False)._detector is None
+
+
+def test_inference_stage_preprocesses_with_the_bundle_fit() -> None:
+    import dataclasses
+
+    from pipeline_fakes import SIZE, fake_bundle
+
+    from pivh_live.preprocess import preprocess
+
+    class Recording(FakeEngine):
+        def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+            self.seen = batch.copy()
+            return super().infer(batch)
+
+    region = _screen(40, 100, seed=2)
+    rf = RegionFrame(0, 10, 0.0, region, Roi(0, 0, 100, 40))
+    for fit in ("letterbox", "stretch"):
+        engine = Recording(dataclasses.replace(fake_bundle(), fit=fit))
+        InferenceStage(engine, SmoothingConfig()).process(rf)
+        np.testing.assert_array_equal(engine.seen[0], preprocess(region, SIZE, fit=fit))
+    assert engine.seen[0, 0, 0].min() > 0  # stretched: no zero padding rows
