@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -155,18 +157,8 @@ def test_blur_smooths() -> None:
     )
 
 
-ROTATE_ONLY = AugmentConfig(
-    p_flip=0.0,
-    p_rotate=1.0,
-    max_rotate_deg=30.0,
-    p_depth=0.0,
-    p_shift=0.0,
-    p_gain=0.0,
-    p_gamma=0.0,
-    p_dynamic_range=0.0,
-    p_speckle=0.0,
-    p_blur=0.0,
-    p_noise=0.0,
+ROTATE_ONLY = dataclasses.replace(
+    GEOMETRIC_ONLY, p_flip=0.0, p_depth=0.0, p_shift=0.0, max_rotate_deg=30.0
 )
 
 
@@ -193,11 +185,7 @@ def test_rotation_under_stretch_is_a_true_rotation(seed: int) -> None:
 
 def test_aspect_scales_height_about_the_apex_only() -> None:
     image, mask = _square(150, 116)
-    config = AugmentConfig(
-        p_flip=0.0, p_rotate=0.0, p_depth=0.0, p_shift=0.0, p_gain=0.0, p_gamma=0.0,
-        p_dynamic_range=0.0, p_speckle=0.0, p_blur=0.0, p_noise=0.0,
-        p_aspect=1.0, aspect=(1.2, 1.2),
-    )  # fmt: skip
+    config = dataclasses.replace(ROTATE_ONLY, p_rotate=0.0, p_aspect=1.0, aspect=(1.2, 1.2))
     _out, out_mask = Augmenter(config)(image, mask, BOX, np.random.default_rng(0))
     before = _centroid(mask > 127) - [32.0, 127.5]
     after = _centroid(out_mask > 127) - [32.0, 127.5]
