@@ -341,7 +341,7 @@ def test_a_case_that_fails_to_decode_stops_the_rest(monkeypatch: pytest.MonkeyPa
 
     calls: list[int] = []
 
-    def fake_decode(case: int, size: int, stride: int) -> object:
+    def fake_decode(case: int, size: int, stride: int, fit: str) -> object:
         calls.append(case)
         if case == 0:
             raise data.DatasetError("case 0: corrupt video")
