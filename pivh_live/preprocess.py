@@ -128,6 +128,9 @@ def letterbox(
         content = image
     else:
         content = _resize(image, geo.content_w, geo.content_h, interpolation)
+        if (geo.content_h, geo.content_w) == (size, size):
+            # A fresh array that fills the square (a stretch fit): nothing to pad.
+            return content.reshape(size, size, *image.shape[2:])
     out = np.zeros((size, size, *image.shape[2:]), dtype=image.dtype)
     out[geo.top : geo.top + geo.content_h, geo.left : geo.left + geo.content_w] = content.reshape(
         geo.content_h, geo.content_w, *image.shape[2:]
