@@ -79,6 +79,9 @@ class TrainConfig:
     schedule: str = "onecycle"
     warmup_fraction: float = 0.1
     grad_clip: float = 5.0
+    # Validate, checkpoint and export an exponential moving average of the
+    # weights with this decay per optimizer step (0: off, the raw weights).
+    ema_decay: float = 0.0
     # data
     frame_stride: int = 4
     val_frame_stride: int = 2
@@ -141,6 +144,8 @@ class TrainConfig:
             raise ConfigError(
                 f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}"
             )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.lr <= 0 or self.samples_per_epoch < 0 or self.num_workers < 0:
             raise ConfigError("lr must be > 0, samples_per_epoch and num_workers >= 0")
 

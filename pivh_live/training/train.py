@@ -28,6 +28,7 @@ from pivh_live.errors import ConfigError, DatasetError
 from pivh_live.preprocess import FITS
 from pivh_live.training.config import TrainConfig, load_config
 from pivh_live.training.data import FrameSet
+from pivh_live.training.ema import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,20 @@ def train(
     log.info("class weights (grades 0-IV): %s", np.round(weights.numpy(), 3).tolist())
 
     model, optimizer, scheduler, steps = _build(config, device, len(train_set))
+    ema = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+    deployed = ema.module if ema is not None else model  # what is validated and saved
     start_epoch, best_score = 0, -math.inf
     if resume_from is not None:
-        start_epoch, best_score = _restore(resume_from, model, optimizer, scheduler)
+        start_epoch, best_score = _restore(resume_from, model, optimizer, scheduler, ema)
     _trim_history(out / "history.jsonl", start_epoch)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     loader_data = _dataset(config, train_set)
-    ctx = {"config": config, "device": device, "autocast": autocast_for(config.precision, device)}
+    ctx = {
+        "config": config,
+        "device": device,
+        "autocast": autocast_for(config.precision, device),
+        "ema": ema,
+    }
     stop = config.epochs if max_epochs is None else min(config.epochs, start_epoch + max_epochs)
     for epoch in range(start_epoch, stop):
         t0 = time.monotonic()
@@ -102,7 +110,7 @@ def train(
         )
         validated = epoch + 1 >= config.val_from_epoch
         if validated:
-            metrics, thresholds = validate(model, val_set, config, device)
+            metrics, thresholds = validate(deployed, val_set, config, device)
         else:  # validation never touches the weights or the RNG: skipping it changes nothing
             metrics, thresholds = {}, {}
         metrics_json = {k: None if math.isnan(v) else v for k, v in metrics.items()}
@@ -121,12 +129,15 @@ def train(
         }
         with (out / "history.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
-        ckpt = _checkpoint(model, config, epoch + 1, metrics_json, thresholds, data_info)
+        ckpt = _checkpoint(deployed, config, epoch + 1, metrics_json, thresholds, data_info)
         if improved:
             _save(ckpt, out / "best.pt")
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         state["best_score"] = best_score
         state["rng"] = {"torch": torch.get_rng_state()}
+        if ema is not None:  # the checkpoint's state_dict is the average; keep the raw weights
+            state["model"] = _cpu_state(model)
+            state["ema_updates"] = ema.updates
         _save({**ckpt, "training_state": state}, out / "last.pt")
         _log_epoch(epoch, config.epochs, losses, metrics, improved, elapsed)
     best = out / "best.pt"
@@ -341,11 +352,15 @@ def _read_resume(path: Path, config: TrainConfig) -> dict[str, Any]:
     return ckpt
 
 
-def _restore(ckpt: dict[str, Any], model: Any, optimizer: Any, scheduler: Any) -> tuple[int, float]:
+def _restore(
+    ckpt: dict[str, Any], model: Any, optimizer: Any, scheduler: Any, ema: Any = None
+) -> tuple[int, float]:
     import torch
 
     state = ckpt["training_state"]
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(state.get("model", ckpt["state_dict"]))
+    if ema is not None:
+        ema.load(ckpt["state_dict"], state["ema_updates"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -412,6 +427,8 @@ def _train_epoch(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
+        if ctx.get("ema") is not None:
+            ctx["ema"].update()
         n += 1
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v
@@ -549,7 +566,7 @@ def _checkpoint(
     thresholds: dict[str, float],
     data_info: dict[str, Any],
 ) -> dict[str, Any]:
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = _cpu_state(model)
     return {
         "format": CHECKPOINT_FORMAT,
         "model_config": dataclasses.asdict(config.model),
@@ -565,6 +582,10 @@ def _checkpoint(
             "scale": SCALE,
         },
     }
+
+
+def _cpu_state(model: Any) -> dict[str, Any]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _save(obj: dict[str, Any], path: Path) -> None:
