@@ -43,6 +43,9 @@ class ModelConfig:
     dropout: float = 0.1
     n_grades: int = 5
     fit: str = "letterbox"
+    # Also feed the grade head the stride-8 features pooled under the softmax of the
+    # heatmap (what the most lesion-like spot looks like at 4x the resolution).
+    lesion_pool: bool = False
 
     def __post_init__(self) -> None:
         if self.fit not in FITS:

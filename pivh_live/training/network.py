@@ -7,7 +7,9 @@ convolutions only so ONNX Runtime and the TensorRT 10 parser take it), three hea
 - ``grade_logits`` (N, 5): Papile grade 0-IV visible in this frame, from
   attention pooling over the stride-32 features. One attention head is the
   (pooled) haemorrhage heatmap itself, so the mask supervision teaches the
-  grade head where to look; the others are learned.
+  grade head where to look; the others are learned. With
+  ``config.lesion_pool`` the stride-8 features under the heatmap's softmax
+  are pooled too, so the head also sees the lesion-like spot in detail.
 - ``valid_logit`` (N, 1): the frame shows a brain (not blank / off-head).
 - ``heatmap_logits`` (N, 1, 32, 32): haemorrhage localisation from the stride-8
   features plus upsampled stride-32 context.
@@ -100,7 +102,8 @@ class PivhNet(nn.Module):
         self.attention = nn.Conv2d(c32, cfg.attention_heads, 1)
         n_heads = cfg.attention_heads + 1
         self.dropout = nn.Dropout(cfg.dropout)
-        self.grade_head = nn.Linear(c32 * (n_heads + 1), cfg.n_grades)
+        fine = hm if cfg.lesion_pool else 0
+        self.grade_head = nn.Linear(c32 * (n_heads + 1) + fine, cfg.n_grades)
         self.valid_head = nn.Linear(c32, 1)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,14 +112,19 @@ class PivhNet(nn.Module):
         f8 = self.stages[1](x)
         f32 = self.stages[3](self.stages[2](f8))
         context = F.interpolate(self.context(f32), scale_factor=4.0, mode="nearest")
-        heatmap_logits = self.heatmap_head(F.relu(self.lateral(f8) + context))
+        fused = F.relu(self.lateral(f8) + context)
+        heatmap_logits = self.heatmap_head(fused)
         # Attention pooling: learned heads plus the heatmap pooled to stride 32.
         att = torch.cat([self.attention(f32), F.avg_pool2d(heatmap_logits, 4)], dim=1)
         att = torch.softmax(att.flatten(2), dim=-1)  # (N, heads, HW)
         feats = f32.flatten(2).transpose(1, 2)  # (N, HW, C)
         pooled = torch.matmul(att, feats).flatten(1)  # (N, heads * C)
         gap = f32.mean(dim=(2, 3))
-        grade_logits = self.grade_head(self.dropout(torch.cat([pooled, gap], dim=1)))
+        parts = [pooled, gap]
+        if self.config.lesion_pool:
+            spot = torch.softmax(heatmap_logits.flatten(2), dim=-1)  # (N, 1, HW8)
+            parts.append(torch.matmul(spot, fused.flatten(2).transpose(1, 2)).flatten(1))
+        grade_logits = self.grade_head(self.dropout(torch.cat(parts, dim=1)))
         valid_logit = self.valid_head(gap)
         return grade_logits, valid_logit, heatmap_logits
 

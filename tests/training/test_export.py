@@ -363,3 +363,24 @@ def test_checkpoint_with_mismatched_fit_is_refused(tmp_path):
     )  # its preprocess still says letterbox
     with pytest.raises(ModelBundleError, match="trained with preprocessing"):
         load_checkpoint(ckpt)
+
+
+@pytest.mark.slow  # one more dynamo export (~6 s)
+def test_lesion_pool_model_exports_with_parity(tmp_path):
+    config = dataclasses.replace(TINY, lesion_pool=True)
+    torch.manual_seed(4)
+    model = PivhNet(config).eval()
+    with torch.no_grad():  # random weights everywhere, so the output depends on the input
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    ckpt = _checkpoint(tmp_path / "best.pt", model, model_config=dataclasses.asdict(config))
+    bundle = load_bundle(export_bundle(ckpt, tmp_path / "pooled"))
+    x = phantom_like_batch(3, 64, seed=5)
+    with (
+        create_engine("onnxruntime", bundle) as ort_engine,
+        create_engine("torch", bundle, device="cpu") as torch_engine,
+    ):
+        a, b = ort_engine.infer(x), torch_engine.infer(x)
+    assert a["grade_logits"].std() > 0.01  # the outputs are not trivially constant
+    for name in a:
+        assert np.max(np.abs(a[name] - b[name])) <= LOGIT_TOLERANCE

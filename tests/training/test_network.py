@@ -106,3 +106,20 @@ def test_ordinal_term_prefers_near_misses() -> None:
     near_loss, _ = compute_loss((near, *rest), batch, torch.ones(5), config)
     far_loss, _ = compute_loss((far, *rest), batch, torch.ones(5), config)
     assert float(near_loss) < 0.5 * float(far_loss)
+
+
+def test_lesion_pool_feeds_fine_features_to_the_grade_head() -> None:
+    config = ModelConfig(width=4, depth=(1, 1, 1, 1), attention_heads=1, lesion_pool=True)
+    torch.manual_seed(0)
+    model = PivhNet(config).eval()
+    plain = PivhNet(TINY)
+    hm = model.heatmap_head[2].in_channels
+    assert model.grade_head.in_features == plain.grade_head.in_features + hm
+    with torch.no_grad():  # only the lesion-pooled inputs reach the grade logits
+        model.grade_head.weight[:, :-hm] = 0.0
+        model.grade_head.bias.zero_()
+        x = torch.rand(2, 1, 64, 64)
+        grade, _, heat = model(x)
+    assert heat.shape == (2, 1, 8, 8)
+    assert grade.abs().sum() > 0 and not torch.allclose(grade[0], grade[1])
+    assert ModelConfig.from_dict({"width": 4}).lesion_pool is False  # old checkpoints
