@@ -455,3 +455,19 @@ def _check_reader(root: Path) -> Dataset | None:
         return None
     assert not problems and all(isinstance(c, Case) for c in ds.cases)
     return ds
+
+
+def test_exam_grade_is_read_and_may_not_be_below_the_clip_grade(good: Path) -> None:
+    lines = [line for line in (good / "labels.csv").read_text().splitlines() if line]
+    grades = {line.split(",")[0]: int(line.split(",")[2]) for line in lines[1:]}
+    exam = {cid: min(g + 1, 4) for cid, g in grades.items()}  # the sweep missed the worst
+    rows = [lines[0] + ",exam_grade"] + [f"{line},{exam[line.split(',')[0]]}" for line in lines[1:]]
+    _write(good, "\n".join(rows) + "\n")
+    ds = read_dataset(good)
+    assert {c.case_id: c.exam_grade for c in ds.cases} == exam
+    assert all(c.clip_grade == grades[c.case_id] for c in ds.cases)
+    assert rows[1].startswith("c0,coronal,3,")
+    rows[1] = rows[1].rsplit(",", 1)[0] + ",0"
+    _write(good, "\n".join(rows) + "\n")
+    with pytest.raises(DatasetError, match="exam_grade 0 is below clip_grade 3"):
+        read_dataset(good)

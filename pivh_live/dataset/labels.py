@@ -15,7 +15,7 @@ VIEWS = ("coronal", "sagittal", "mixed")
 SIDES = ("left", "right", "bilateral", "none")
 SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("case_id", "view", "clip_grade")
-OPTIONAL_COLUMNS = ("side", "grade_left", "grade_right", "roi", "split")
+OPTIONAL_COLUMNS = ("side", "grade_left", "grade_right", "roi", "split", "exam_grade")
 # Extensions tried for a case's video; PyAV decodes far more, these are the usual ones.
 VIDEO_EXTENSIONS = frozenset(
     {
@@ -43,6 +43,9 @@ class Case:
     media: Path
     frames_csv: Path | None
     masks_path: Path | None
+    # The patient's exam grade where it is known and may be worse than what this
+    # clip shows (informational: training and metrics use clip_grade).
+    exam_grade: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,11 @@ def _parse_case(
     right = _grade(row, "grade_right", where, problems)
     roi = _parse_roi(row.get("roi", ""), where, problems)
     split = _choice(row, "split", SPLITS, where, problems)
+    exam = _grade(row, "exam_grade", where, problems)
     if clip_grade is not None:
         _check_sides(clip_grade, side, left, right, where, problems)
+        if exam is not None and exam < clip_grade:
+            problems.append(f"{where}: exam_grade {exam} is below clip_grade {clip_grade}")
     media, other = _find_media(root, case_id, entries.get(case_id, []))
     if not media:
         hint = f" (found {', '.join(other)}: unrecognised extension)" if other else ""
@@ -156,6 +162,7 @@ def _parse_case(
         root / media[0],
         frames_csv if frames_csv.is_file() else None,
         masks if masks.is_file() else None,
+        exam,
     )
 
 

@@ -211,6 +211,11 @@ def _dataset_info(data_dir: Path, cases: list[Any], grade: np.ndarray) -> dict[s
             **{str(g): frame_counts.get(g, 0) for g in range(N_GRADES)},
         },
         "splits": dict(Counter(str(getattr(c, "split", "") or "none") for c in cases)),
+        # Clips that show less than the patient's exam grade (labels.csv exam_grade).
+        "clips_below_exam_grade": sum(
+            getattr(c, "exam_grade", None) is not None and c.exam_grade > c.clip_grade
+            for c in cases
+        ),
     }
     return info
 
@@ -278,9 +283,11 @@ def _write_tables(
                 "frames",
                 "valid_frames",
                 "alert_frames",
+                "exam_grade",
             ]
         )
         for case, r in zip(cases, clips, strict=True):
+            exam = getattr(case, "exam_grade", None)
             w.writerow(
                 [
                     case.case_id,
@@ -291,6 +298,7 @@ def _write_tables(
                     r.frames,
                     r.valid_frames,
                     r.alert_frames,
+                    "" if exam is None else int(exam),
                 ]
             )
 

@@ -226,6 +226,7 @@ def render_report(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -> st
                 ("frames", data.get("n_frames")),
                 ("frames with grade labels", data.get("n_labelled_frames")),
                 ("clip grade mix (0, I, II, III, IV)", data.get("clip_grade_counts")),
+                ("clips showing less than the exam grade", data.get("clips_below_exam_grade")),
                 ("splits", data.get("splits")),
                 ("overlap with training data", data.get("overlap_with_training") or "none found"),
             ]

@@ -13,7 +13,10 @@ Label definitions (see docs/phantom.md):
 * grade_left / grade_right: worst visible component per hemisphere;
   visible_grade: the worse of the two; -1 (and an empty mask) when no brain
   is shown (probe lifted or off the head).
-* clip_grade: the exam grade, max(grade_left, grade_right) of the case.
+* clip grades (labels.csv): per hemisphere the worst grade visible in any
+  frame; clip_grade is the worse of the two. The exam grade of the head
+  (``CaseSpec.clip_grade``) can be worse: a sweep may miss the worst lesion or
+  see it only in acoustic shadow.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ from pivh_live.phantom.volume import sample_nearest, sample_trilinear
 log = logging.getLogger(__name__)
 
 MIN_AREA_MM2 = 3.0
+# Beam amplitude (fraction reaching the lesion) below which it counts as hidden in
+# acoustic shadow: -14 dB, a modelling choice; the shadowed lesions seen on the
+# seed-1001 test set had a median of 5e-4.
+MIN_TRANSMISSION = 0.2
 PREVALENCE = {
     "balanced": (0.2, 0.2, 0.2, 0.2, 0.2),
     # Korean Neonatal Network, VLBW infants (docs/clinical background).
@@ -66,11 +73,16 @@ class CaseSpec:
 
     @property
     def side(self) -> str:
-        if self.grade_left and self.grade_right:
-            return "bilateral"
-        if self.grade_left:
-            return "left"
-        return "right" if self.grade_right else "none"
+        return side_name(self.grade_left, self.grade_right)
+
+
+def side_name(left: int, right: int) -> str:
+    """labels.csv's ``side`` for hemisphere grades ``left`` and ``right``."""
+    if left and right:
+        return "bilateral"
+    if left:
+        return "left"
+    return "right" if right else "none"
 
 
 @dataclass(frozen=True)
@@ -103,7 +115,23 @@ class Clip:
 
     @property
     def clip_grade(self) -> int:
-        return self.spec.clip_grade
+        """The worst grade this clip shows (see `sweep_grades`)."""
+        return max(self.sweep_grades)
+
+    @property
+    def sweep_grades(self) -> tuple[int, int]:
+        """(left, right): the worst grade visible in any frame, per hemisphere.
+
+        At most the exam's grades (``spec.grade_left`` / ``grade_right``): a sweep
+        that never cuts a lesion, or sees it only in acoustic shadow, shows less.
+        """
+        left = max((lab.grade_left for lab in self.labels if lab.valid), default=0)
+        right = max((lab.grade_right for lab in self.labels if lab.valid), default=0)
+        return max(left, 0), max(right, 0)
+
+    @property
+    def side(self) -> str:
+        return side_name(*self.sweep_grades)
 
 
 def _side_grades(rng: np.random.Generator, grade: int) -> tuple[int, int]:
@@ -218,8 +246,10 @@ class ClipRenderer:
             if near.any():
                 occ[near] = sample_trilinear(self.head.lesion_occ, grid, pts[near])
             code = code | np.where(pts[..., 0] > 0, 8, 0).astype(np.uint8)
-            region = self.geom.convert(self.former.form(amp, z, float(m.gain_db[t])))
-            occ = self.geom.convert(occ)
+            echo, transmission = self.former.echo(amp)
+            region = self.geom.convert(self.former.form_echo(echo, z, float(m.gain_db[t])))
+            # What lies in acoustic shadow (behind bone) is not shown, so it is not labelled.
+            occ = self.geom.convert(occ * (transmission >= MIN_TRANSMISSION))
             code_img = self.geom.convert(code, nearest=True)
             mask, gl, gr = _visible(occ, code_img, self._min_px)
             label = FrameLabel(t, max(gl, gr), True, gl, gr, spec.view, round(angle, 2))

@@ -81,8 +81,14 @@ class ImageFormer:
         floor_db = floor_db - style.noise_rise_db * (1.0 - r / style.depth_mm)
         self._floor = (10.0 ** (floor_db / 10.0)).astype(np.float32)[None, :]
 
-    def form(self, backscatter: np.ndarray, speckle: np.ndarray, gain_db: float) -> np.ndarray:
-        """(beams, samples) backscatter + speckle field -> uint8 polar image."""
+    def echo(self, backscatter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(echo amplitude, transmission) per polar sample.
+
+        Boundary echoes are added from the backscatter's gradient; bone
+        attenuates everything behind it along the beam. ``transmission`` (0-1)
+        is the fraction of the beam's amplitude that reaches each sample: what
+        lies where it is low is in acoustic shadow and cannot be seen.
+        """
         st = self.style
         a = backscatter.astype(np.float32, copy=True)
         edge = np.zeros_like(a)
@@ -92,9 +98,16 @@ class ImageFormer:
         excess = np.maximum(a - _BONE, 0.0)
         shadow = np.exp(-st.shadow_k * self._dr_mm * np.cumsum(excess, axis=1))
         shadow = np.concatenate([np.ones_like(shadow[:, :1]), shadow[:, :-1]], axis=1)
-        amp = np.power(np.maximum(a, 0.05), st.backscatter_exp) * shadow
+        return np.power(np.maximum(a, 0.05), st.backscatter_exp) * shadow, shadow
+
+    def form(self, backscatter: np.ndarray, speckle: np.ndarray, gain_db: float) -> np.ndarray:
+        """(beams, samples) backscatter + speckle field -> uint8 polar image."""
+        return self.form_echo(self.echo(backscatter)[0], speckle, gain_db)
+
+    def form_echo(self, amp: np.ndarray, speckle: np.ndarray, gain_db: float) -> np.ndarray:
+        """Echo amplitude from `echo` + speckle field -> uint8 polar image."""
         field = speckle * amp[..., None]
-        power = np.zeros_like(a)
+        power = np.zeros_like(amp)
         for b in range(3):
             blurred = cv2.sepFilter2D(
                 field, -1, self._kax, self._kl[b], borderType=cv2.BORDER_REFLECT

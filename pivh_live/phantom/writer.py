@@ -26,8 +26,10 @@ from pivh_live.phantom.clip import PREVALENCE, CaseSpec, Clip, render_clip, samp
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0"
-LABEL_HEADER = ("case_id", "view", "clip_grade", "side", "grade_left", "grade_right", "roi")
+GENERATOR_VERSION = "2.0"
+LABEL_HEADER = (
+    "case_id", "view", "clip_grade", "side", "grade_left", "grade_right", "roi", "exam_grade",
+)  # fmt: skip
 FRAME_HEADER = ("frame", "visible_grade", "valid", "grade_left", "grade_right", "view", "angle_deg")
 CODECS = {"libx264": ".mp4", "ffv1": ".mkv"}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -83,8 +85,9 @@ def _write_case(job: tuple) -> list[str]:
     save_masks(out / f"{spec.case_id}.masks.npz", clip.masks)
     r = clip.roi
     roi = f"{r.x};{r.y};{r.w};{r.h}" if screen else ""
-    return [spec.case_id, spec.view, str(spec.clip_grade), spec.side, str(spec.grade_left),
-            str(spec.grade_right), roi]  # fmt: skip
+    left, right = clip.sweep_grades
+    return [spec.case_id, spec.view, str(clip.clip_grade), clip.side, str(left), str(right), roi,
+            str(spec.clip_grade)]  # fmt: skip
 
 
 def _check_args(

@@ -136,7 +136,7 @@ class PhantomSource(Source):
         rendered = next(self._frames)
         h, w = rendered.image.shape[:2]
         log.info(
-            "phantom clip %s: grade %d, %s view, %dx%d",
+            "phantom clip %s: exam grade %d, %s view, %dx%d",
             self.case.case_id, self.case.clip_grade, self.case.view, w, h,
         )  # fmt: skip
         return rendered

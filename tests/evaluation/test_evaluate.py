@@ -43,9 +43,10 @@ def _make_dataset(root: Path) -> Path:
     root.mkdir(parents=True)
     with open(root / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["case_id", "view", "clip_grade", "split"])
+        w.writerow(["case_id", "view", "clip_grade", "split", "exam_grade"])
         for case_id, label, drawn in CASES:
-            w.writerow([case_id, "coronal", label, "test"])
+            exam = 4 if case_id == "a3" else label  # a sweep that missed the infarct
+            w.writerow([case_id, "coronal", label, "test", exam])
             levels = [0, 0] + [_level(0)] * 6 + [_level(drawn)] * 12
             # +-1 gray-level noise keeps consecutive frames distinct (motion > 0.5);
             # seeded by the drawn grade, so cases that look alike are byte-identical
@@ -143,6 +144,8 @@ def test_outputs_written(run: tuple[dict, Path, Path]) -> None:
     with open(out / "clips.csv") as f:
         clips = {r["case_id"]: r for r in csv.DictReader(f)}
     assert clips["miss2"]["predicted_grade"] == "0" and clips["a4"]["predicted_grade"] == "4"
+    assert clips["a3"]["exam_grade"] == "4" and clips["a3"]["clip_grade"] == "3"
+    assert result["dataset"]["clips_below_exam_grade"] == 1
     pytest.importorskip("matplotlib")
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 5

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from phantom_helpers import small_spec
 
-from pivh_live.phantom.clip import MIN_AREA_MM2, ClipRenderer, render_clip, sample_case
+from pivh_live.phantom.clip import (
+    MIN_AREA_MM2,
+    MIN_TRANSMISSION,
+    ClipRenderer,
+    render_clip,
+    sample_case,
+)
+from pivh_live.phantom.imaging import ImageFormer
 
 
 def test_same_spec_same_clip() -> None:
@@ -27,7 +34,10 @@ def test_masks_agree_with_labels(grade: int) -> None:
     spec = small_spec(grade, seed=40 + grade, n_frames=30)
     clip = render_clip(spec)
     assert clip.masks.shape[1:] == (clip.roi.h, clip.roi.w)
-    assert clip.clip_grade == grade == max(spec.grade_left, spec.grade_right)
+    assert spec.clip_grade == grade == max(spec.grade_left, spec.grade_right)
+    visible = [lab.visible_grade for lab in clip.labels]
+    assert clip.clip_grade == max(visible) == max(clip.sweep_grades)
+    assert clip.clip_grade == grade  # these sweeps are centred on the worst lesion
     for lab, mask in zip(clip.labels, clip.masks, strict=True):
         assert lab.valid
         assert mask.any() == (lab.visible_grade > 0)
@@ -93,3 +103,23 @@ def test_sample_case_sides_and_prevalence() -> None:
     bilateral = np.mean([s.side == "bilateral" for s in specs if s.clip_grade > 1])
     assert 0.1 < bilateral < 0.5
     assert {s.view for s in specs} == {"coronal", "sagittal"}
+
+
+def test_lesions_in_acoustic_shadow_are_not_labelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only labels change when the beam never reaches a lesion; the clip grade follows."""
+    spec = small_spec(3, seed=43, n_frames=6)
+    seen = render_clip(spec)
+    assert seen.clip_grade == 3 and seen.masks.any()
+    echo = ImageFormer.echo
+
+    def all_shadow(self: ImageFormer, backscatter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        amp, transmission = echo(self, backscatter)
+        return amp, np.full_like(transmission, MIN_TRANSMISSION * 0.99)
+
+    monkeypatch.setattr(ImageFormer, "echo", all_shadow)
+    hidden = render_clip(spec)
+    assert np.array_equal(hidden.frames, seen.frames)  # the picture is the same
+    assert not hidden.masks.any()
+    assert all(lab.visible_grade == 0 for lab in hidden.labels)
+    assert hidden.clip_grade == 0 and hidden.sweep_grades == (0, 0) and hidden.side == "none"
+    assert hidden.spec.clip_grade == 3  # the exam grade of the head is unchanged

@@ -71,3 +71,19 @@ def test_noise_floor_fills_the_empty_sector() -> None:
     assert not img[~geom.inside].any()
     n = geom.n_samples
     assert polar[:, n // 2 :].mean() > polar[:, n // 8 : n // 4].mean()
+
+
+def test_bone_shadows_what_lies_behind_it() -> None:
+    rng = np.random.default_rng(0)
+    st = sample_style(rng)
+    geom = sector_geometry(st)
+    former = ImageFormer(st, geom)
+    amp = np.ones((geom.n_beams, geom.n_samples), dtype=np.float32)
+    beams, depth = slice(10, 20), geom.n_samples // 3
+    amp[beams, depth : depth + 20] = 8.0  # bone on a few beams
+    echo, transmission = former.echo(amp)
+    assert transmission.shape == amp.shape and transmission.max() <= 1.0
+    assert (transmission[:, : depth - 2] == 1.0).all()  # nothing in front of bone is shadowed
+    assert (transmission[beams, depth + 25 :] < 0.01).all()  # behind it, almost nothing
+    assert (transmission[30:, :] == 1.0).all()  # other beams are untouched
+    assert echo[beams, depth + 25 :].max() < 0.05 * echo[30:, depth + 25 :].min()

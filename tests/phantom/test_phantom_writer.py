@@ -41,9 +41,11 @@ def test_dataset_format(tmp_path: Path) -> None:
     with open(out / "labels.csv", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert tuple(rows[0]) == LABEL_HEADER
-    cid, view, grade, _side, gl, gr, roi = rows[1]
+    cid, view, grade, _side, gl, gr, roi, exam = rows[1]
     assert cid == "ph00000" and view in ("coronal", "sagittal") and roi == ""
-    assert int(grade) == max(int(gl), int(gr))
+    assert int(grade) == max(int(gl), int(gr)) <= int(exam)
+    spec = case_spec(3, 0, prevalence="balanced", n_frames=3, fps=10.0, screen=False)
+    assert int(exam) == spec.clip_grade
     frames, _ = read_frames(out / f"{cid}.mkv")
     masks = np.load(out / f"{cid}.masks.npz")["masks"]
     assert masks.dtype == bool and masks.shape == frames.shape == (3, *frames.shape[1:])
@@ -53,6 +55,8 @@ def test_dataset_format(tmp_path: Path) -> None:
     assert [int(r["frame"]) for r in flines] == [0, 1, 2]
     for r, m in zip(flines, masks, strict=True):
         assert (int(r["visible_grade"]) > 0) == bool(m.any())
+    # The clip grade is what the clip shows.
+    assert int(grade) == max(0, *(int(r["visible_grade"]) for r in flines))
     meta = json.loads((out / "phantom.json").read_text())
     assert meta["seed"] == 3 and meta["args"]["codec"] == "ffv1"
 
