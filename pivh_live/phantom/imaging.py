@@ -100,10 +100,6 @@ class ImageFormer:
         shadow = np.concatenate([np.ones_like(shadow[:, :1]), shadow[:, :-1]], axis=1)
         return np.power(np.maximum(a, 0.05), st.backscatter_exp) * shadow, shadow
 
-    def form(self, backscatter: np.ndarray, speckle: np.ndarray, gain_db: float) -> np.ndarray:
-        """(beams, samples) backscatter + speckle field -> uint8 polar image."""
-        return self.form_echo(self.echo(backscatter)[0], speckle, gain_db)
-
     def form_echo(self, amp: np.ndarray, speckle: np.ndarray, gain_db: float) -> np.ndarray:
         """Echo amplitude from `echo` + speckle field -> uint8 polar image."""
         field = speckle * amp[..., None]

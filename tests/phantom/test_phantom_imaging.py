@@ -17,7 +17,7 @@ def _uniform_image(seed: int, value: float) -> np.ndarray:
     former = ImageFormer(st, geom)
     speckle = SpeckleField(rng, (geom.n_beams, geom.n_samples), st.speckle_r)
     amp = np.full((geom.n_beams, geom.n_samples), value, dtype=np.float32)
-    img = geom.convert(former.form(amp, speckle.next(), 0.0))
+    img = geom.convert(former.form_echo(former.echo(amp)[0], speckle.next(), 0.0))
     return img[geom.inside]
 
 
@@ -53,7 +53,7 @@ def test_bone_shadows_what_lies_behind() -> None:
     amp = np.ones((geom.n_beams, geom.n_samples), dtype=np.float32)
     half = geom.n_beams // 2
     amp[:half, 40:48] = 8.0  # a bone plate over the left half of the beams
-    polar = former.form(amp, field.next(), 0.0)
+    polar = former.form_echo(former.echo(amp)[0], field.next(), 0.0)
     behind = slice(80, geom.n_samples)
     assert polar[:half, behind].mean() < 0.3 * polar[half:, behind].mean()
 
