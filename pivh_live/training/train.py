@@ -29,12 +29,12 @@ from pivh_live.preprocess import FITS
 from pivh_live.training.config import TrainConfig, load_config
 from pivh_live.training.data import FrameSet
 from pivh_live.training.ema import WeightAverage
+from pivh_live.training.validation import validate
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "pivh-live-checkpoint/1"
 SCALE = "1/255"
-THRESHOLD_RANGE = (0.01, 0.99)  # SmoothingConfig needs thresholds strictly inside (0, 1)
 
 
 def train_from_cli(args: argparse.Namespace) -> Path:
@@ -434,128 +434,6 @@ def _train_epoch(
             sums[k] = sums.get(k, 0.0) + v
         bar.set_postfix(loss=f"{sums['total'] / n:.3f}")
     return {k: round(v / max(n, 1), 5) for k, v in sums.items()}
-
-
-def predict(
-    model: Any, frames: FrameSet, device: Any, batch_size: int = 64
-) -> dict[str, np.ndarray]:
-    """Grade probabilities (N, 5) and P(valid) (N,) for every frame of a FrameSet."""
-    import torch
-
-    model.eval()
-    probs, valid = [], []
-    with torch.inference_mode():
-        for start in range(0, len(frames), batch_size):
-            x = torch.from_numpy(frames.images[start : start + batch_size]).to(device)
-            x = x.to(torch.float32).div_(255.0).unsqueeze(1)
-            x = x.contiguous(memory_format=torch.channels_last)
-            grade_logits, valid_logit, _ = model(x)
-            probs.append(torch.softmax(grade_logits.float(), dim=1).cpu().numpy())
-            valid.append(torch.sigmoid(valid_logit.float())[:, 0].cpu().numpy())
-    return {"grade_probs": np.concatenate(probs), "p_valid": np.concatenate(valid)}
-
-
-def validate(
-    model: Any, frames: FrameSet, config: TrainConfig, device: Any
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Frame and clip metrics on a validation FrameSet, and the operating thresholds."""
-    pred = predict(model, frames, device)
-    metrics = frame_metrics(frames, pred)
-    clips = clip_results(frames, pred)
-    metrics.update(clips["metrics"])
-    thresholds = pick_thresholds(clips, config.target_sensitivity, config.severe_min_specificity)
-    score = _nz(metrics["clip_auc"]) + _nz(metrics["clip_kappa"])
-    metrics["score"] = round(score, 5)
-    return metrics, thresholds
-
-
-def _nz(x: float) -> float:
-    return 0.0 if math.isnan(x) else x
-
-
-def _r(x: float) -> float:
-    return round(float(x), 5)
-
-
-def frame_metrics(frames: FrameSet, pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """Any-PIVH AUC, grade accuracy and quadratic kappa on graded frames; valid accuracy."""
-    from pivh_live.evaluation.metrics import confusion_matrix, quadratic_weighted_kappa, roc_auc
-
-    probs, p_valid = pred["grade_probs"], pred["p_valid"]
-    graded = frames.grade >= 0
-    g = frames.grade[graded].astype(np.int64)
-    guess = probs[graded].argmax(axis=1)
-    known = frames.valid >= 0
-    valid_ok = (p_valid[known] >= 0.5) == (frames.valid[known] == 1)
-    return {
-        "frame_auc": _r(roc_auc(g >= 1, 1.0 - probs[graded, 0])),
-        "frame_acc": _r(np.mean(guess == g)) if g.size else math.nan,
-        "frame_kappa": _r(quadratic_weighted_kappa(confusion_matrix(g, guess))),
-        "valid_acc": _r(np.mean(valid_ok)) if valid_ok.size else math.nan,
-    }
-
-
-def clip_results(frames: FrameSet, pred: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Run ``smoothing.summarize_clip`` over each case's frames in order (default settings)."""
-    from pivh_live.evaluation.metrics import confusion_matrix, quadratic_weighted_kappa, roc_auc
-    from pivh_live.smoothing import summarize_clip
-
-    truth, p_pivh, p_severe, grade = [], [], [], []
-    for ci, case in enumerate(frames.cases):
-        rows = frames.case_rows(ci)
-        result = summarize_clip(frames.t_s[rows], pred["grade_probs"][rows], pred["p_valid"][rows])
-        truth.append(case.clip_grade)
-        p_pivh.append(result.p_pivh)
-        p_severe.append(result.p_severe)
-        grade.append(max(result.clip_grade, 0))
-    t = np.asarray(truth, dtype=np.int64)
-    metrics = {
-        "clip_auc": _r(roc_auc(t >= 1, p_pivh)),
-        "clip_severe_auc": _r(roc_auc(t >= 3, p_severe)),
-        "clip_kappa": _r(quadratic_weighted_kappa(confusion_matrix(t, grade))),
-        "clip_acc": _r(np.mean(np.asarray(grade) == t)),
-    }
-    return {
-        "truth": t,
-        "p_pivh": np.asarray(p_pivh),
-        "p_severe": np.asarray(p_severe),
-        "metrics": metrics,
-    }
-
-
-def pick_thresholds(
-    clips: dict[str, Any], target: float, severe_min_spec: float = 0.93
-) -> dict[str, float]:
-    """Clip-level operating thresholds on the validation clips.
-
-    ``pivh``: the threshold on clip p_pivh with the highest specificity among
-    those giving sensitivity >= ``target`` for any PIVH (grade >= I): a
-    screening alert must not miss bleeds. ``severe``: the threshold on clip
-    p_severe with the highest severe (grade >= III) sensitivity among those
-    keeping specificity >= ``severe_min_spec``; it also sets where the
-    displayed grade reaches III, so it must not be bought with specificity (a
-    high-sensitivity severe threshold calls most normal clips grade III).
-    Without positives or negatives a threshold falls back to 0.5. Clipped to
-    [0.01, 0.99].
-    """
-    from pivh_live.evaluation.metrics import (
-        sensitivity_at_specificity,
-        specificity_at_sensitivity,
-    )
-
-    truth = clips["truth"]
-    points = {
-        "pivh": specificity_at_sensitivity(truth >= 1, clips["p_pivh"], target),
-        "severe": sensitivity_at_specificity(truth >= 3, clips["p_severe"], severe_min_spec),
-    }
-    out = {}
-    for name, point in points.items():
-        thr = point.threshold if math.isfinite(point.threshold) else 0.5
-        # Round down: a clip scoring exactly the threshold must stay above it.
-        thr = math.floor(thr * 1e5) / 1e5
-        out[name] = min(max(thr, THRESHOLD_RANGE[0]), THRESHOLD_RANGE[1])
-    out["valid"] = 0.5
-    return out
 
 
 def _checkpoint(

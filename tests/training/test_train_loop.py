@@ -248,7 +248,7 @@ def test_several_data_dirs_train_as_one_pool(dataset_dir: Path, tmp_path: Path) 
 
 
 def test_thresholds_sensitive_for_pivh_specific_for_severe() -> None:
-    from pivh_live.training.train import pick_thresholds
+    from pivh_live.training.validation import pick_thresholds
 
     truth = np.array([0] * 20 + [1] * 10 + [3] * 10)
     # Severe clips score 0.5-0.95; one normal clip scores 0.9 on p_severe.
