@@ -91,6 +91,14 @@ def headline_rows(clip: Mapping[str, Any]) -> list[list[str]]:
                 f"any-PIVH NPV at NICU prevalence {nicu} (range)",
                 "any_pivh.at_threshold.reweighted.npv",
             ),
+            # The display's own yes/no: the smoothed call (alert, grade >= I),
+            # which the bundle's threshold is picked for (docs/training.md).
+            ("any-PIVH sensitivity, the display's call", "any_pivh.clip_grade_call.sensitivity"),
+            ("any-PIVH specificity, the display's call", "any_pivh.clip_grade_call.specificity"),
+            (
+                f"any-PIVH NPV of the call at NICU prevalence {nicu} (range)",
+                "any_pivh.clip_grade_call.reweighted.npv",
+            ),
             ("severe (III-IV) AUC", "severe.auc"),
             (f"severe sensitivity (p >= {t_sev})", "severe.at_threshold.sensitivity"),
             (f"severe specificity (p >= {t_sev})", "severe.at_threshold.specificity"),

@@ -70,6 +70,16 @@ def test_headline_rows_show_na_for_undefined_values() -> None:
     assert rows["severe (III-IV) AUC"][1:] == ["n/a", "n/a"]
 
 
+def test_headline_rows_show_the_displays_call() -> None:
+    metrics = _metrics()
+    call = metrics["clip"]["any_pivh"]["clip_grade_call"]
+    rows = {r[0]: r for r in headline_rows(metrics["clip"])}
+    row = rows["any-PIVH sensitivity, the display's call"]
+    assert row[1] != "n/a" and float(row[1]) == pytest.approx(
+        call["sensitivity"]["value"], abs=0.01
+    )
+
+
 def test_plots_are_embedded_and_nothing_is_fetched() -> None:
     png = b"\x89PNG\r\n\x1a\nfake-bytes"
     page = render_report(_metrics(), {"ROC any-PIVH": png})
