@@ -1,4 +1,5 @@
-"""Training loop: data, losses, per-epoch validation, checkpoints, operating thresholds.
+"""Training loop: data, losses, checkpoints; per-epoch validation and the
+operating thresholds are in ``pivh_live.training.validation``.
 
 ``train(config, data_dir, out_dir)`` writes OUT/config.json, OUT/history.jsonl
 (one JSON line per epoch), OUT/last.pt every epoch (with optimizer, scheduler
