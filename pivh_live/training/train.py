@@ -43,6 +43,9 @@ def train_from_cli(args: argparse.Namespace) -> Path:
     overrides = {k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None}
     if "epochs" in overrides:  # a shorter run still validates its last epoch
         overrides["val_from_epoch"] = min(config.val_from_epoch, overrides["epochs"])
+        # ... and keeps the low-resolution phase's share of the epochs
+        low = round(config.low_res_epochs / config.epochs * overrides["epochs"])
+        overrides["low_res_epochs"] = min(low, overrides["epochs"] - 1)
     if overrides:
         config = config.replace(**overrides)
     return train(
@@ -416,6 +419,8 @@ def _train_epoch(
     for batch in bar:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         image = batch["image"]
+        if epoch < config.low_res_epochs:
+            image, batch["heatmap"] = low_res_batch(image, batch["heatmap"], config.low_res_size)
         if config.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         with ctx["autocast"]():
@@ -435,6 +440,19 @@ def _train_epoch(
             sums[k] = sums.get(k, 0.0) + v
         bar.set_postfix(loss=f"{sums['total'] / n:.3f}")
     return {k: round(v / max(n, 1), 5) for k, v in sums.items()}
+
+
+def low_res_batch(image: Any, heatmap: Any, size: int) -> tuple[Any, Any]:
+    """Images (N, 1, S, S) and heatmap targets (N, 1, S/8, S/8) resized to ``size``.
+
+    Antialiased bilinear for the images (close to the area resize that
+    preprocessing uses at run time), area averaging for the lesion coverage.
+    """
+    import torch.nn.functional as F
+
+    small = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
+    heat = F.interpolate(heatmap, size=(size // 8, size // 8), mode="area")
+    return small.clamp_(0.0, 1.0), heat
 
 
 def _checkpoint(

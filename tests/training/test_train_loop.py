@@ -376,3 +376,72 @@ def test_stretch_fit_trains_and_records_its_preprocessing(
     ckpt = _state(train(config, dataset_dir, tmp_path / "s", progress=False))
     assert ckpt["model_config"]["fit"] == "stretch"
     assert ckpt["preprocess"]["letterbox"] == "stretch-to-square"
+
+
+def test_low_res_phase_is_checked() -> None:
+    with pytest.raises(ConfigError, match="low_res_epochs"):
+        tiny_config(epochs=2, low_res_epochs=2, low_res_size=32)
+    with pytest.raises(ConfigError, match="low_res_size"):
+        tiny_config(epochs=2, low_res_epochs=1, low_res_size=48)  # not a multiple of 32
+    with pytest.raises(ConfigError, match="low_res_size"):
+        tiny_config(epochs=2, low_res_epochs=1, low_res_size=256)  # not below input_size
+    tiny_config(epochs=2, low_res_epochs=0, low_res_size=0)  # off
+
+
+def test_low_res_batch_resizes_images_and_heatmap_targets() -> None:
+    from pivh_live.training.train import low_res_batch
+
+    image = torch.zeros(2, 1, 320, 320)
+    image[:, :, 80:240, 80:240] = 1.0
+    heat = torch.zeros(2, 1, 40, 40)
+    heat[:, :, 10:30, 10:30] = 1.0
+    small, small_heat = low_res_batch(image, heat, 256)
+    assert small.shape == (2, 1, 256, 256) and small_heat.shape == (2, 1, 32, 32)
+    assert float(small.min()) >= 0.0 and float(small.max()) <= 1.0
+    # same content, same place: the bright square covers a quarter of the frame at any size
+    assert float(small.mean()) == pytest.approx(0.25, abs=0.01)
+    assert float(small_heat.mean()) == pytest.approx(float(heat.mean()), abs=0.01)
+    assert float(small[0, 0, 128, 128]) == 1.0 and float(small[0, 0, 10, 10]) == 0.0
+
+
+def test_low_res_epochs_train_on_smaller_batches(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first epochs see low_res_size inputs, later ones (and validation) the full size."""
+    from pivh_live.training.network import PivhNet
+
+    seen: list[int] = []
+    forward = PivhNet.forward
+
+    def spy(self: PivhNet, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.training:
+            seen.append(int(image.shape[-1]))
+        return forward(self, image)
+
+    monkeypatch.setattr(PivhNet, "forward", spy)
+    config = tiny_config(epochs=3, low_res_epochs=2, low_res_size=64, model=ModelConfig(
+        input_size=96, width=4, depth=(1, 1, 1, 1), attention_heads=1
+    ))  # fmt: skip
+    best = train(config, dataset_dir, tmp_path / "run", progress=False)
+    steps = len(seen) // 3
+    assert steps >= 1 and seen == [64] * (2 * steps) + [96] * steps
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    assert ckpt["train_config"]["low_res_epochs"] == 2 and ckpt["epoch"] >= 1
+
+
+def test_cli_epochs_override_keeps_the_low_res_share(dataset_dir: Path, tmp_path: Path) -> None:
+    import argparse
+
+    from pivh_live.training.train import train_from_cli
+
+    model = {"input_size": 96, "width": 4, "depth": [1, 1, 1, 1], "attention_heads": 1}
+    config = {**tiny_config(epochs=4).to_dict(), "low_res_epochs": 2, "low_res_size": 64}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, "model": model}))
+    args = argparse.Namespace(
+        config=path, epochs=2, seed=None, data=dataset_dir, out=tmp_path / "run",
+        val_data=None, resume=False, threads=1,
+    )  # fmt: skip
+    best = train_from_cli(args)
+    saved = torch.load(best, map_location="cpu", weights_only=True)["train_config"]
+    assert saved["epochs"] == 2 and saved["low_res_epochs"] == 1
