@@ -44,6 +44,16 @@ PREPROCESSING = {
         "separately (no padding) -> divide by 255 (pivh_live.preprocess.preprocess, fit stretch)"
     ),
 }
+#: Test-time augmentation an engine applies (docs/model_bundle.md): "none", or "hflip" = score
+#: each frame and its mirror image in one batch and average the probabilities.
+TTAS: tuple[str, ...] = ("none", "hflip")
+TTA_DESCRIPTION = {
+    "none": "one forward pass per frame",
+    "hflip": (
+        "each preprocessed frame and its horizontal mirror in one batch; grade and valid "
+        "probabilities averaged, the mirror's heatmap flipped back and averaged"
+    ),
+}
 REFERENCES: tuple[dict[str, str], ...] = (
     {
         "citation": (
@@ -73,6 +83,7 @@ class ModelBundle:
     input_size: int
     thresholds: dict[str, float]
     fit: str = "letterbox"  # how a region fills the square input (pivh_live.preprocess.FITS)
+    tta: str = "none"  # test-time augmentation every engine applies (TTAS)
 
     @property
     def onnx_sha256(self) -> str:
@@ -101,6 +112,7 @@ def make_card(
     heatmap_size: int,
     thresholds: Mapping[str, float],
     fit: str = "letterbox",
+    tta: str = "none",
     metrics: Mapping[str, Any],
     dataset: Mapping[str, Any],
     sha256: Mapping[str, str],
@@ -124,6 +136,8 @@ def make_card(
             "fit": fit,
             "preprocessing": PREPROCESSING[fit].format(size=input_size),
             "crop": CROP,
+            "tta": tta,
+            "tta_description": TTA_DESCRIPTION[tta],
         },
         "outputs": [
             {
@@ -235,6 +249,12 @@ def _check_card(card: dict[str, Any], card_path: Path) -> None:
             f"{card_path} declares input fit {fit!r}; this pivh-live knows {list(FITS)} - "
             "upgrade pivh-live or re-export the bundle"
         )
+    tta = card["input"].get("tta", "none")
+    if tta not in TTAS:
+        raise ModelBundleError(
+            f"{card_path} declares test-time augmentation {tta!r}; this pivh-live knows "
+            f"{list(TTAS)} - upgrade pivh-live or re-export the bundle"
+        )
     shapes = [card["input"].get("shape")] + [o.get("shape") for o in card["outputs"]]
     if not _contract_shapes(shapes):
         raise ModelBundleError(
@@ -342,6 +362,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
         input_size=int(card["input"]["shape"][2]),
         thresholds={k: float(card["thresholds"][k]) for k in THRESHOLD_KEYS},
         fit=str(card["input"].get("fit", "letterbox")),
+        tta=str(card["input"].get("tta", "none")),
     )
 
 

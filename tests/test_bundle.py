@@ -233,3 +233,16 @@ def test_unknown_input_fit_is_refused(bundle_dir):
     rewrite_card(bundle_dir, input={**card["input"], "fit": "crop"})
     with pytest.raises(ModelBundleError, match=r"fit 'crop'.*upgrade pivh-live or re-export"):
         load_bundle(bundle_dir)
+
+
+def test_tta_defaults_to_none_and_unknown_is_refused(bundle_dir):
+    assert load_bundle(bundle_dir).tta == "none"
+    card = json.loads((bundle_dir / CARD_FILE).read_text())
+    del card["input"]["tta"]  # a card written before TTA existed
+    (bundle_dir / CARD_FILE).write_text(json.dumps(card))
+    assert load_bundle(bundle_dir).tta == "none"
+    rewrite_card(bundle_dir, input={**card["input"], "tta": "hflip"})
+    assert load_bundle(bundle_dir).tta == "hflip"
+    rewrite_card(bundle_dir, input={**card["input"], "tta": "rot90"})
+    with pytest.raises(ModelBundleError, match=r"augmentation 'rot90'.*upgrade pivh-live"):
+        load_bundle(bundle_dir)

@@ -62,6 +62,22 @@ def scores_from_outputs(outputs: dict[str, np.ndarray]) -> list[Score]:
     ]
 
 
+def average_mirrored(plain: Sequence[Score], mirrored: Sequence[Score]) -> list[Score]:
+    """Combine the scores of frames and of their horizontal mirrors (bundle tta "hflip").
+
+    Grade and valid probabilities are averaged; the mirror's heatmap is
+    flipped back so both maps cover the same side before averaging.
+    """
+    return [
+        Score(
+            grade_probs=((a.grade_probs + b.grade_probs) * 0.5).astype(np.float32),
+            p_valid=0.5 * (a.p_valid + b.p_valid),
+            heatmap=((a.heatmap + b.heatmap[:, ::-1]) * 0.5).astype(np.float32),
+        )
+        for a, b in zip(plain, mirrored, strict=True)
+    ]
+
+
 class Engine(ABC):
     """Runs one bundle's model. Use as a context manager or call ``close()``."""
 
@@ -85,13 +101,36 @@ class Engine(ABC):
         """Gray uint8 regions -> one Score each (preprocess, infer, softmax/sigmoid)."""
         if len(images) == 0:
             return []
-        step = self.max_batch or len(images)
+        batch = preprocess_batch(list(images), self.bundle.input_size, self.bundle.fit)
+        return self.score_preprocessed(batch)
+
+    def score_preprocessed(self, batch: np.ndarray) -> list[Score]:
+        """A preprocessed (N, 1, S, S) batch -> one Score each, with the bundle's TTA.
+
+        Splits the batch to ``max_batch``; with "hflip" each chunk goes to
+        ``infer`` together with its mirror image (one call of twice the
+        size where the engine takes it).
+        """
+        n = batch.shape[0]
+        if n == 0:
+            return []
+        hflip = self.bundle.tta == "hflip"
+        limit = self.max_batch or (2 * n if hflip else n)
+        step = max(1, limit // 2) if hflip else limit
         scores: list[Score] = []
-        for start in range(0, len(images), step):
-            batch = preprocess_batch(
-                images[start : start + step], self.bundle.input_size, self.bundle.fit
-            )
-            scores.extend(scores_from_outputs(self.infer(batch)))
+        for start in range(0, n, step):
+            part = batch[start : start + step]
+            if not hflip:
+                scores.extend(scores_from_outputs(self.infer(part)))
+                continue
+            mirror = part[..., ::-1]
+            if 2 * len(part) <= limit:
+                both = scores_from_outputs(self.infer(np.concatenate([part, mirror])))
+                plain, mirrored = both[: len(part)], both[len(part) :]
+            else:  # an engine that takes one frame at a time
+                plain = scores_from_outputs(self.infer(part))
+                mirrored = scores_from_outputs(self.infer(np.ascontiguousarray(mirror)))
+            scores.extend(average_mirrored(plain, mirrored))
         return scores
 
     def score(self, image: np.ndarray) -> Score:

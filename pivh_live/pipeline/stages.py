@@ -174,8 +174,6 @@ class InferenceStage:
 
     def process_batch(self, regions: Sequence[RegionFrame]) -> list[FrameResult]:
         """Score several regions in one engine call, then smooth them in order."""
-        from pivh_live.engines import scores_from_outputs
-
         if not regions:
             return []
         size, fit = self.engine.bundle.input_size, self.engine.bundle.fit
@@ -184,10 +182,7 @@ class InferenceStage:
         for i, gray in enumerate(grays):
             preprocess(gray, size, out=batch[i], fit=fit)
         t_pre = self._clock()
-        step = self.engine.max_batch or len(grays)
-        scores = []
-        for start in range(0, len(grays), step):
-            scores.extend(scores_from_outputs(self.engine.infer(batch[start : start + step])))
+        scores = self.engine.score_preprocessed(batch)
         t_inf = self._clock()
         results = []
         for region, gray, score in zip(regions, grays, scores, strict=True):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pivh_live.bundle import TTAS
 from pivh_live.errors import ConfigError
 from pivh_live.preprocess import FITS
 from pivh_live.training.augment import AugmentConfig
@@ -46,10 +47,16 @@ class ModelConfig:
     # Also feed the grade head the stride-8 features pooled under the softmax of the
     # heatmap (what the most lesion-like spot looks like at 4x the resolution).
     lesion_pool: bool = False
+    # Test-time augmentation of the deployed model (pivh_live.bundle.TTAS): "hflip" scores
+    # each frame and its mirror and averages; validation (and so the picked thresholds),
+    # the exported card and every engine use it. Training itself is unchanged.
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         if self.fit not in FITS:
             raise ConfigError(f"model.fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if self.tta not in TTAS:
+            raise ConfigError(f"model.tta must be one of {', '.join(TTAS)}, got {self.tta!r}")
         if self.input_size % 32 != 0 or self.input_size < 64:
             raise ConfigError(
                 f"model.input_size must be a multiple of 32 >= 64, got {self.input_size}"

@@ -265,6 +265,7 @@ def export_bundle(
             input_size=size,
             heatmap_size=heatmap_size,
             fit=cfg.fit,
+            tta=cfg.tta,
             thresholds=ckpt["thresholds"],
             metrics={"validation": ckpt.get("val_metrics") or {}},
             # Everything the trainer recorded about its data (paths, counts,

@@ -26,9 +26,13 @@ GradesAt = Callable[[float, float], np.ndarray]
 
 
 def predict(
-    model: Any, frames: FrameSet, device: Any, batch_size: int = 64
+    model: Any, frames: FrameSet, device: Any, batch_size: int = 64, tta: str = "none"
 ) -> dict[str, np.ndarray]:
-    """Grade probabilities (N, 5) and P(valid) (N,) for every frame of a FrameSet."""
+    """Grade probabilities (N, 5) and P(valid) (N,) for every frame of a FrameSet.
+
+    ``tta`` "hflip" averages each frame's probabilities with its mirror's, as
+    the engines do for a bundle exported with it (`Engine.score_preprocessed`).
+    """
     import torch
 
     model.eval()
@@ -37,10 +41,16 @@ def predict(
         for start in range(0, len(frames), batch_size):
             x = torch.from_numpy(frames.images[start : start + batch_size]).to(device)
             x = x.to(torch.float32).div_(255.0).unsqueeze(1)
-            x = x.contiguous(memory_format=torch.channels_last)
-            grade_logits, valid_logit, _ = model(x)
-            probs.append(torch.softmax(grade_logits.float(), dim=1).cpu().numpy())
-            valid.append(torch.sigmoid(valid_logit.float())[:, 0].cpu().numpy())
+            views = [x, torch.flip(x, dims=(3,))] if tta == "hflip" else [x]
+            p_grade, p_valid = 0.0, 0.0
+            for view in views:
+                grade_logits, valid_logit, _ = model(
+                    view.contiguous(memory_format=torch.channels_last)
+                )
+                p_grade = p_grade + torch.softmax(grade_logits.float(), dim=1)
+                p_valid = p_valid + torch.sigmoid(valid_logit.float())[:, 0]
+            probs.append((p_grade / len(views)).cpu().numpy())
+            valid.append((p_valid / len(views)).cpu().numpy())
     return {"grade_probs": np.concatenate(probs), "p_valid": np.concatenate(valid)}
 
 
@@ -55,7 +65,7 @@ def validate(
     """
     from pivh_live.evaluation.metrics import confusion_matrix, quadratic_weighted_kappa
 
-    pred = predict(model, frames, device)
+    pred = predict(model, frames, device, tta=config.model.tta)
     metrics = frame_metrics(frames, pred)
     clips = clip_results(frames, pred)
     metrics.update(clips["metrics"])

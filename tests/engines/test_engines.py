@@ -241,3 +241,89 @@ def test_onnxruntime_pool_spins_only_when_asked(bundle, spin: bool, flag: str) -
         options = engine._session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == flag
         assert options.get_session_config_entry("session.inter_op.allow_spinning") == flag
+
+
+class _SidedEngine(Engine):
+    """Grade logits from the left and right halves, heatmap = 8x8 block means: not symmetric."""
+
+    def __init__(self, bundle, *, max_batch: int | None = None) -> None:
+        super().__init__(bundle)
+        self.max_batch = max_batch
+        self.calls: list[int] = []
+
+    def infer(self, batch):
+        batch = self._check_batch(batch)
+        n, half = batch.shape[0], SIZE // 2
+        self.calls.append(n)
+        left = batch[..., :half].mean(axis=(1, 2, 3))
+        right = batch[..., half:].mean(axis=(1, 2, 3))
+        zeros = np.zeros(n, np.float32)
+        k = SIZE // HEATMAP
+        heat = batch.reshape(n, 1, HEATMAP, k, HEATMAP, k).mean(axis=(3, 5))
+        return {
+            "grade_logits": 8 * np.stack([left, right, zeros, zeros, zeros], axis=1),
+            "valid_logit": 4 * (left - right)[:, None],
+            "heatmap_logits": 6 * heat - 3,
+        }
+
+
+def _sided(regions):
+    """The regions with a left-to-right ramp added, so their halves differ."""
+    return [(r // 2 + np.linspace(0, 120, r.shape[1])[None, :]).astype(np.uint8) for r in regions]
+
+
+def _hflip_bundle(bundle):
+    import dataclasses
+
+    return dataclasses.replace(bundle, tta="hflip")
+
+
+def test_hflip_averages_each_frame_with_its_mirror(bundle, regions):
+    batch = preprocess_batch(_sided(regions), SIZE)
+    plain = _SidedEngine(bundle).score_preprocessed(batch)
+    mirrored = _SidedEngine(bundle).score_preprocessed(np.ascontiguousarray(batch[..., ::-1]))
+    engine = _SidedEngine(_hflip_bundle(bundle))
+    got = engine.score_preprocessed(batch)
+    assert engine.calls == [2 * len(regions)]  # frames and mirrors in one call
+    for g, a, b in zip(got, plain, mirrored, strict=True):
+        np.testing.assert_allclose(g.grade_probs, (a.grade_probs + b.grade_probs) / 2, atol=1e-6)
+        assert g.p_valid == pytest.approx((a.p_valid + b.p_valid) / 2)
+        # The mirror's heatmap is flipped back: block means are mirror-equivariant, so
+        # the averaged map is the plain one, and it is not when left unflipped.
+        np.testing.assert_allclose(g.heatmap, a.heatmap, atol=1e-6)
+        assert np.abs(a.heatmap - b.heatmap).max() > 0.05
+        # The left/right logits swap in the mirror, so TTA changes the probabilities.
+        assert np.abs(g.grade_probs - a.grade_probs).max() > 0.05
+        assert g.p_valid == pytest.approx(0.5, abs=1e-6)
+
+
+@pytest.mark.parametrize(("max_batch", "calls"), [(1, [1] * 6), (2, [2, 2, 2]), (5, [4, 2])])
+def test_hflip_respects_the_engines_batch_limit(bundle, regions, max_batch, calls):
+    batch = preprocess_batch(_sided(regions), SIZE)
+    want = _SidedEngine(_hflip_bundle(bundle)).score_preprocessed(batch)
+    engine = _SidedEngine(_hflip_bundle(bundle), max_batch=max_batch)
+    got = engine.score_preprocessed(batch)
+    assert engine.calls == calls
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g.grade_probs, w.grade_probs, atol=1e-7)
+        np.testing.assert_allclose(g.heatmap, w.heatmap, atol=1e-7)
+
+
+def test_onnxruntime_engine_reads_hflip_from_the_card(tmp_path, regions):
+    import json
+
+    root = _write_tiny_bundle(tmp_path / "tiny")
+    card = json.loads((root / CARD_FILE).read_text())
+    assert card["input"]["tta"] == "none"
+    card["input"]["tta"] = "hflip"
+    write_json(root / CARD_FILE, card)
+    flipped = load_bundle(root)
+    assert flipped.tta == "hflip"
+    with create_engine("onnxruntime", flipped) as engine:
+        got = engine.score_batch(regions)
+        mirrored = engine.infer(np.ascontiguousarray(preprocess_batch(regions, SIZE)[..., ::-1]))
+    # The tiny graph's grade and valid outputs are mirror-invariant (global means) and its
+    # heatmap is mirror-equivariant, so TTA must return exactly the mirror's flipped-back map.
+    np.testing.assert_allclose(
+        got[1].heatmap, _sigmoid(mirrored["heatmap_logits"][1, 0])[:, ::-1], atol=1e-6
+    )

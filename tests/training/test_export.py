@@ -384,3 +384,46 @@ def test_lesion_pool_model_exports_with_parity(tmp_path):
     assert a["grade_logits"].std() > 0.01  # the outputs are not trivially constant
     for name in a:
         assert np.max(np.abs(a[name] - b[name])) <= LOGIT_TOLERANCE
+
+
+@pytest.mark.slow  # one more dynamo export (~6 s)
+def test_hflip_travels_to_the_card_and_validation_matches_the_engines(tmp_path):
+    from pivh_live.training.data import CaseInfo, FrameSet
+    from pivh_live.training.validation import predict
+
+    config = dataclasses.replace(TINY, tta="hflip")
+    torch.manual_seed(5)
+    model = PivhNet(config)
+    x = torch.from_numpy(phantom_like_batch(4, 64, seed=3))
+    # A randomly initialised PivhNet's grade output hardly depends on the input; a
+    # few steps towards a different grade per image make it (and its mirror) matter.
+    optimiser = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(model(x)[0], torch.arange(4))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    ckpt = _checkpoint(tmp_path / "best.pt", model, model_config=dataclasses.asdict(config))
+    bundle = load_bundle(export_bundle(ckpt, tmp_path / "mirrored"))
+    assert bundle.tta == "hflip" and bundle.card["input"]["tta"] == "hflip"
+    assert "mirror" in bundle.card["input"]["tta_description"]
+    images = np.round(255 * x[:, 0].numpy()).astype(np.uint8)
+    frames = FrameSet(
+        images=images,
+        grade=np.zeros(4, np.int8),
+        valid=np.ones(4, np.int8),
+        case_index=np.zeros(4, np.int32),
+        frame_index=np.arange(4, dtype=np.int32),
+        t_s=np.arange(4) / 25.0,
+        cases=(CaseInfo("c0", 0, (0, 0, 64, 64), 25.0, 4, True, False),),
+    )
+    plain = predict(model, frames, torch.device("cpu"))
+    mirrored = predict(model, frames, torch.device("cpu"), tta="hflip")
+    assert np.abs(plain["grade_probs"] - mirrored["grade_probs"]).max() > 0.01
+    with create_engine("onnxruntime", bundle) as engine:
+        scores = engine.score_preprocessed(images[:, None].astype(np.float32) / 255.0)
+    got = np.stack([s.grade_probs for s in scores])
+    np.testing.assert_allclose(got, mirrored["grade_probs"], atol=PROB_TOLERANCE)
+    valid = np.array([s.p_valid for s in scores])
+    np.testing.assert_allclose(valid, mirrored["p_valid"], atol=PROB_TOLERANCE)

@@ -100,3 +100,9 @@ def test_version_and_values_checked(tmp_path: Path) -> None:
         load_config(_write(tmp_path, '{"schedule": "step"}'))
     with pytest.raises(ConfigError, match="val_fraction"):
         TrainConfig(val_fraction=1.5)
+
+
+def test_model_tta_is_checked(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, '{"model": {"tta": "hflip"}}')).model.tta == "hflip"
+    with pytest.raises(ConfigError, match=r"model\.tta must be one of none, hflip"):
+        load_config(_write(tmp_path, '{"model": {"tta": "vflip"}}'))
