@@ -13,7 +13,7 @@ SIZE = 32
 class _RecordingEngine(Engine):
     name = "recording"
 
-    def __init__(self) -> None:
+    def __init__(self, tta: str = "none") -> None:
         bundle = ModelBundle(
             path=Path("."),
             card={},
@@ -23,13 +23,20 @@ class _RecordingEngine(Engine):
             version="0",
             input_size=SIZE,
             thresholds={"pivh": 0.5, "severe": 0.5, "valid": 0.5},
+            tta=tta,
         )
         super().__init__(bundle)
         self.batches: list[np.ndarray] = []
 
     def infer(self, batch):
-        self.batches.append(self._check_batch(batch))
-        return {}
+        batch = self._check_batch(batch)
+        self.batches.append(batch)
+        n = batch.shape[0]
+        return {
+            "grade_logits": np.zeros((n, 5), np.float32),
+            "valid_logit": np.zeros((n, 1), np.float32),
+            "heatmap_logits": np.zeros((n, 1, 4, 4), np.float32),
+        }
 
 
 def test_engine_loop_times_n_calls_after_warmup():
@@ -45,7 +52,18 @@ def test_engine_loop_times_n_calls_after_warmup():
     assert result["per_frame_ms_median"] == pytest.approx(lat["median"] / 2)
     assert result["fps"] == pytest.approx(2000.0 / lat["median"])
     # Preprocessed once up front: batches repeat with the frame cycle, not re-made per call.
-    assert engine.batches[0] is engine.batches[2]
+    assert np.shares_memory(engine.batches[0], engine.batches[2])
+    assert not np.shares_memory(engine.batches[0], engine.batches[1])
+    assert result["tta"] == "none"
+
+
+def test_engine_loop_times_the_mirror_too_under_hflip():
+    frames = [np.tile(np.arange(60, dtype=np.uint8), (40, 1))]
+    engine = _RecordingEngine(tta="hflip")
+    result = bench_engine_loop(engine, frames, n=5, warmup=1, batch=3)
+    assert result["tta"] == "hflip" and result["batch"] == 3
+    assert [b.shape[0] for b in engine.batches] == [6] * 6  # each call: 3 frames + 3 mirrors
+    np.testing.assert_array_equal(engine.batches[0][3:], engine.batches[0][:3, ..., ::-1])
 
 
 def test_engine_loop_rejects_bad_arguments():
