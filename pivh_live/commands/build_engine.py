@@ -116,6 +116,8 @@ def main(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle or default_bundle_path())
     out: Path = args.out or default_engine_path(bundle)
     calib_cache: Path = args.calibration_cache or out.with_suffix(".calib")
+    # The live pipeline sends one frame per call, with its mirror under "hflip" TTA.
+    opt_batch = min(2, args.max_batch) if bundle.tta == "hflip" else 1
     if args.print_trtexec:
         line = tb.trtexec_command(
             bundle.onnx_path,
@@ -126,6 +128,7 @@ def main(args: argparse.Namespace) -> int:
             workspace_mb=args.workspace_mb,
             timing_cache=args.timing_cache,
             input_size=bundle.input_size,
+            opt_batch=opt_batch,
             max_batch=args.max_batch,
         )
         sys.stdout.write(line + "\n")
@@ -147,6 +150,7 @@ def main(args: argparse.Namespace) -> int:
             calibration_frames=frames,
             workspace_mb=args.workspace_mb,
             timing_cache=args.timing_cache,
+            opt_batch=opt_batch,
             max_batch=args.max_batch,
             calibration_cache=calib_cache,
         )

@@ -392,6 +392,7 @@ def evaluate(
             "sha256": bundle.onnx_sha256,
             "intended_use": bundle.card.get("intended_use"),
             "thresholds": dict(bundle.thresholds),
+            "tta": bundle.tta,
         },
         "dataset": dataset,
         "settings": {

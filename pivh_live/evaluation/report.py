@@ -221,6 +221,7 @@ def render_report(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -> st
                 ("sha256", model.get("sha256")),
                 ("intended use", model.get("intended_use")),
                 ("thresholds", model.get("thresholds")),
+                ("test-time augmentation", model.get("tta", "none")),
                 ("engine", settings.get("engine")),
             ]
         ),

@@ -528,3 +528,25 @@ def test_cli_prints_the_missing_tensorrt_error_as_one_line(no_tensorrt, bundle_d
     assert cli.main(["build-engine", str(bundle_dir)]) == 1
     err = capsys.readouterr().err
     assert err == f"pivh-live build-engine: error: {tb.TRT_NOT_INSTALLED}\n"
+
+
+def test_a_mirror_tta_bundle_is_optimised_for_batch_two(no_tensorrt, bundle_dir, capsys):
+    card = json.loads((bundle_dir / "model.json").read_text())
+    card["input"]["tta"] = "hflip"
+    (bundle_dir / "model.json").write_text(json.dumps(card))
+    assert cmd.main(parse(str(bundle_dir), "--print-trtexec")) == 0
+    args = shlex.split(capsys.readouterr().out)
+    assert "--optShapes=image:2x1x64x64" in args and "--maxShapes=image:8x1x64x64" in args
+    assert cmd.main(parse(str(bundle_dir), "--print-trtexec", "--max-batch", "1")) == 0
+    assert "--optShapes=image:1x1x64x64" in shlex.split(capsys.readouterr().out)
+
+
+def test_build_passes_the_tta_batch_to_tensorrt(fake_trt, bundle_dir, monkeypatch):
+    monkeypatch.setattr(tb, "parity_check", lambda *a, **k: parity(ok=True))
+    assert cmd.main(parse(str(bundle_dir))) == 0
+    assert fake_trt.calls[-1]["opt_batch"] == 1
+    card = json.loads((bundle_dir / "model.json").read_text())
+    card["input"]["tta"] = "hflip"
+    (bundle_dir / "model.json").write_text(json.dumps(card))
+    assert cmd.main(parse(str(bundle_dir))) == 0
+    assert fake_trt.calls[-1]["opt_batch"] == 2
