@@ -441,6 +441,8 @@ def load_model(model: Path | None) -> tuple[Any | None, Check]:
     except PivhError as e:
         return None, _fail("model", str(e).split(";")[0], str(e).partition("; ")[2])
     detail = f"{bundle.name} {bundle.version}, model.onnx sha256 {bundle.onnx_sha256[:12]}"
+    if bundle.tta != "none":
+        detail += f", test-time augmentation {bundle.tta}"
     return bundle, _ok("model", f"{detail} ({bundle.path})")
 
 
