@@ -4,7 +4,9 @@
   regions, inference only; nothing can be faster than this.
 - **naive loop** (`run_naive`): one loop as a user would write it with
   OpenCV: read a frame, cut the (hard-coded) image region, ``cv2.resize``
-  to the model input, infer, ``cv2.putText`` the grade on a colour copy.
+  to the model input, score it, ``cv2.putText`` the grade on a colour copy.
+  Scoring is ``Engine.score_preprocessed``, so a bundle's test-time
+  augmentation costs the naive loop what it costs the pipeline and the floor.
   No region detection, letterbox, smoothing, heatmap contour, supervision
   or drop handling. Its stamps reuse the pipeline's names (``preprocess``
   = resize, ``infer``, ``overlay`` = the drawn frame), so `analyze_records`
@@ -70,10 +72,7 @@ def run_naive(
         small = cv2.resize(region, (size, size))
         x = small.astype(np.float32)[None, None] / 255.0
         t_pre = clock()
-        out = engine.infer(x)
-        logits = out["grade_logits"][0]
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        probs = engine.score_preprocessed(x)[0].grade_probs
         t_inf = clock()
         canvas = cv2.cvtColor(region, cv2.COLOR_GRAY2BGR) if region.ndim == 2 else region.copy()
         grade = int(np.argmax(probs))
