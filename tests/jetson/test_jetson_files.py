@@ -307,11 +307,13 @@ def test_docs_show_the_docker_line_and_the_real_trtexec_command():
     for flag in ("--runtime nvidia", "--device /dev/video0", "--group-add video",
                  f"-p 127.0.0.1:{PORT}:{PORT}", "-f jetson/Dockerfile"):  # fmt: skip
         assert flag in docs, flag
+    shipped = load_bundle(ROOT / "models" / "pivh-phantom")
     line = trtexec_command(
         "models/pivh-phantom/model.onnx",
         "models/pivh-phantom/model.engine",
         timing_cache="models/pivh-phantom/timing.cache",
-        input_size=load_bundle(ROOT / "models" / "pivh-phantom").input_size,
+        input_size=shipped.input_size,
+        opt_batch=2 if shipped.tta == "hflip" else 1,  # as build-engine picks it
     )
     shown = re.search(r"trtexec --onnx=.*?(?=\n```)", docs, re.S)
     assert shown is not None
