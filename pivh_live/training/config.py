@@ -24,6 +24,7 @@ from pivh_live.preprocess import FITS
 from pivh_live.training.augment import AugmentConfig
 
 CONFIG_VERSION = 1
+HEATMAP_DICE = ("batch", "frame")
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,11 @@ class TrainConfig:
     w_valid: float = 0.5
     w_heatmap: float = 0.5
     heatmap_pos_weight: float = 4.0
+    # Soft Dice of the heatmap: "batch" pools every lesion pixel of the batch into one
+    # ratio (large grade III clots dominate it); "frame" averages one ratio per frame
+    # that shows a lesion, so a small nodule or infarct counts as much as a big clot
+    # (frames without a lesion are left to the BCE term).
+    heatmap_dice: str = "batch"
     # operating points
     target_sensitivity: float = 0.95
     severe_min_specificity: float = 0.93
@@ -140,6 +146,10 @@ class TrainConfig:
             raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.decode_workers < 1:
             raise ConfigError(f"decode_workers must be >= 1, got {self.decode_workers}")
+        if self.heatmap_dice not in HEATMAP_DICE:
+            raise ConfigError(
+                f"heatmap_dice must be one of {', '.join(HEATMAP_DICE)}, got {self.heatmap_dice!r}"
+            )
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
         positive = ("epochs", "batch_size", "frame_stride", "val_frame_stride")

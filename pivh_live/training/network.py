@@ -163,6 +163,23 @@ def count_flops(model: PivhNet) -> int:
     return total
 
 
+def soft_dice(p: torch.Tensor, target: torch.Tensor, mode: str) -> torch.Tensor:
+    """1 - soft Dice of probabilities ``p`` against ``target`` (both (N, 1, H, W), 0..1).
+
+    "batch": one ratio over all pixels of the batch (smoothing 1). "frame": the mean of
+    one ratio per frame whose target has a lesion; 0 when no frame has one.
+    """
+    if mode == "batch":
+        return 1.0 - (2.0 * (p * target).sum() + 1.0) / (p.sum() + target.sum() + 1.0)
+    inter = (p * target).flatten(1).sum(dim=1)
+    sizes = target.flatten(1).sum(dim=1)
+    ratio = (2.0 * inter + 1.0) / (p.flatten(1).sum(dim=1) + sizes + 1.0)
+    lesion = sizes > 0
+    if not bool(lesion.any()):
+        return p.sum() * 0.0
+    return 1.0 - ratio[lesion].mean()
+
+
 def compute_loss(
     outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     batch: dict[str, torch.Tensor],
@@ -175,8 +192,9 @@ def compute_loss(
     - ordinal: BCE of P(grade >= k), k = I..IV, from the same softmax, so that
       predicting III for a IV costs less than predicting 0 (quadratic kappa);
     - valid: BCE on every frame;
-    - heatmap: BCE (positive-weighted, lesions are small) + soft Dice on valid
-      frames of cases that have masks.
+    - heatmap: BCE (positive-weighted, lesions are small) + soft Dice
+      (``config.heatmap_dice``, see ``soft_dice``) on valid frames of cases
+      that have masks.
     """
     grade_logits, valid_logit, heatmap_logits = outputs
     grade = batch["grade"]
@@ -202,9 +220,7 @@ def compute_loss(
         logits, target = heatmap_logits[use].float(), batch["heatmap"][use]
         pos = torch.tensor(config.heatmap_pos_weight, device=logits.device)
         bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos)
-        p = torch.sigmoid(logits)
-        dice = 1.0 - (2.0 * (p * target).sum() + 1.0) / (p.sum() + target.sum() + 1.0)
-        heat = bce + dice
+        heat = bce + soft_dice(torch.sigmoid(logits), target, config.heatmap_dice)
     total = (
         config.w_grade * ce
         + config.w_ordinal * ordinal

@@ -12,6 +12,7 @@ from pivh_live.training.network import (  # noqa: E402
     PivhNet,
     compute_loss,
     count_flops,
+    soft_dice,
     count_parameters,
 )
 
@@ -123,3 +124,39 @@ def test_lesion_pool_feeds_fine_features_to_the_grade_head() -> None:
     assert heat.shape == (2, 1, 8, 8)
     assert grade.abs().sum() > 0 and not torch.allclose(grade[0], grade[1])
     assert ModelConfig.from_dict({"width": 4}).lesion_pool is False  # old checkpoints
+
+
+def test_frame_dice_weighs_a_small_missed_lesion_like_a_big_one() -> None:
+    target = torch.zeros(2, 1, 16, 16)
+    target[0, 0, 0:12, 0:12] = 1.0  # a big clot, found
+    target[1, 0, 3:5, 3:5] = 1.0  # a small nodule, missed
+    p = target.clone()
+    p[1] = 0.0
+    by_frame = float(soft_dice(p, target, "frame"))
+    by_batch = float(soft_dice(p, target, "batch"))
+    assert by_batch < 0.05  # the big clot's pixels hide the miss
+    assert by_frame == pytest.approx(0.5 * (1.0 - 1.0 / 5.0), abs=1e-3)
+    assert float(soft_dice(target, target, "frame")) < 0.01
+    # frames without a lesion do not enter the per-frame ratio (the BCE covers them)
+    empty = torch.zeros(1, 1, 16, 16)
+    assert float(soft_dice(torch.full_like(empty, 0.9), empty, "frame")) == 0.0
+    both = torch.cat([target[1:], empty])
+    assert float(soft_dice(torch.cat([p[1:], torch.ones_like(empty)]), both, "frame")) == (
+        pytest.approx(float(soft_dice(p[1:], target[1:], "frame")))
+    )
+
+
+def test_frame_dice_reaches_the_loss_and_is_checked_by_the_config() -> None:
+    from pivh_live.errors import ConfigError
+
+    batch = _batch(2, [2, 0])
+    rest = (torch.zeros(2, 5), torch.zeros(2, 1))
+    heat = torch.full((2, 1, 32, 32), -4.0)
+    losses = {
+        mode: compute_loss((*rest, heat), batch, torch.ones(5), TrainConfig(heatmap_dice=mode))[1]
+        for mode in ("batch", "frame")
+    }
+    assert losses["frame"]["heatmap"] != pytest.approx(losses["batch"]["heatmap"])
+    assert TrainConfig.from_dict({}).heatmap_dice == "batch"  # older configs keep their loss
+    with pytest.raises(ConfigError, match="heatmap_dice"):
+        TrainConfig(heatmap_dice="pixel")
