@@ -12,8 +12,8 @@ from pivh_live.training.network import (  # noqa: E402
     PivhNet,
     compute_loss,
     count_flops,
-    soft_dice,
     count_parameters,
+    soft_dice,
 )
 
 TINY = ModelConfig(width=4, depth=(1, 1, 1, 1), attention_heads=1)
