@@ -48,6 +48,10 @@ class ModelConfig:
     # Also feed the grade head the stride-8 features pooled under the softmax of the
     # heatmap (what the most lesion-like spot looks like at 4x the resolution).
     lesion_pool: bool = False
+    # Pool, beside each stride-32 feature, the feature at its mirror position across the
+    # image's vertical midline, so the grade head can tell a one-sided echodensity (an
+    # infarct, usually unilateral) from a symmetric one (choroid plexus, normal blush).
+    mirror_context: bool = False
     # Test-time augmentation of the deployed model (pivh_live.bundle.TTAS): "hflip" scores
     # each frame and its mirror and averages; validation (and so the picked thresholds),
     # the exported card and every engine use it. Training itself is unchanged.

@@ -9,7 +9,10 @@ convolutions only so ONNX Runtime and the TensorRT 10 parser take it), three hea
   (pooled) haemorrhage heatmap itself, so the mask supervision teaches the
   grade head where to look; the others are learned. With
   ``config.lesion_pool`` the stride-8 features under the heatmap's softmax
-  are pooled too, so the head also sees the lesion-like spot in detail.
+  are pooled too, so the head also sees the lesion-like spot in detail. With
+  ``config.mirror_context`` each attention map also pools the stride-32
+  features mirrored left-right, i.e. what lies at the same place in the other
+  hemisphere of a coronal view.
 - ``valid_logit`` (N, 1): the frame shows a brain (not blank / off-head).
 - ``heatmap_logits`` (N, 1, 32, 32): haemorrhage localisation from the stride-8
   features plus upsampled stride-32 context.
@@ -103,7 +106,8 @@ class PivhNet(nn.Module):
         n_heads = cfg.attention_heads + 1
         self.dropout = nn.Dropout(cfg.dropout)
         fine = hm if cfg.lesion_pool else 0
-        self.grade_head = nn.Linear(c32 * (n_heads + 1) + fine, cfg.n_grades)
+        pooled = c32 * n_heads * (2 if cfg.mirror_context else 1)
+        self.grade_head = nn.Linear(pooled + c32 + fine, cfg.n_grades)
         self.valid_head = nn.Linear(c32, 1)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -117,8 +121,11 @@ class PivhNet(nn.Module):
         # Attention pooling: learned heads plus the heatmap pooled to stride 32.
         att = torch.cat([self.attention(f32), F.avg_pool2d(heatmap_logits, 4)], dim=1)
         att = torch.softmax(att.flatten(2), dim=-1)  # (N, heads, HW)
-        feats = f32.flatten(2).transpose(1, 2)  # (N, HW, C)
-        pooled = torch.matmul(att, feats).flatten(1)  # (N, heads * C)
+        grid = f32
+        if self.config.mirror_context:  # each place beside its mirror image
+            grid = torch.cat([f32, torch.flip(f32, dims=(3,))], dim=1)
+        feats = grid.flatten(2).transpose(1, 2)  # (N, HW, C or 2C)
+        pooled = torch.matmul(att, feats).flatten(1)  # (N, heads * C or 2C)
         gap = f32.mean(dim=(2, 3))
         parts = [pooled, gap]
         if self.config.lesion_pool:

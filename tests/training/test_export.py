@@ -365,9 +365,10 @@ def test_checkpoint_with_mismatched_fit_is_refused(tmp_path):
         load_checkpoint(ckpt)
 
 
-@pytest.mark.slow  # one more dynamo export (~6 s)
-def test_lesion_pool_model_exports_with_parity(tmp_path):
-    config = dataclasses.replace(TINY, lesion_pool=True)
+@pytest.mark.slow  # one more dynamo export (~6 s) per option
+@pytest.mark.parametrize("option", ["lesion_pool", "mirror_context"])
+def test_grade_head_options_export_with_parity(tmp_path, option):
+    config = dataclasses.replace(TINY, **{option: True})
     torch.manual_seed(4)
     model = PivhNet(config).eval()
     with torch.no_grad():  # random weights everywhere, so the output depends on the input

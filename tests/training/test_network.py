@@ -126,6 +126,33 @@ def test_lesion_pool_feeds_fine_features_to_the_grade_head() -> None:
     assert ModelConfig.from_dict({"width": 4}).lesion_pool is False  # old checkpoints
 
 
+def test_mirror_context_pools_what_lies_across_the_midline() -> None:
+    config = ModelConfig(width=4, depth=(1, 1, 1, 1), attention_heads=1, mirror_context=True)
+    model = PivhNet(config).eval()
+    plain = PivhNet(TINY)
+    c32 = model.valid_head.in_features
+    heads = config.attention_heads + 1  # the learned head plus the heatmap's
+    assert model.grade_head.in_features == plain.grade_head.in_features + heads * c32
+    # Stride-32 features of a 64x64 frame (a 2x2 grid): channel 0 is on in the left
+    # column, channel 1 in the right one; the learned head attends to channel 0.
+    designed = torch.zeros(1, c32, 2, 2)
+    designed[0, 0, :, 0] = 1.0
+    designed[0, 1, :, 1] = 1.0
+    model.stages[3].register_forward_hook(lambda _m, _i, _o: designed)
+    seen: list[torch.Tensor] = []
+    model.grade_head.register_forward_hook(lambda _m, i, _o: seen.append(i[0]))
+    with torch.no_grad():
+        model.attention.weight.zero_()
+        model.attention.bias.zero_()
+        model.attention.weight[0, 0] = 30.0
+        model(torch.rand(1, 1, 64, 64))
+    own, across = seen[0][0, : 2 * c32].view(2, c32)  # the learned head's pooled halves
+    assert own[0] == pytest.approx(1.0, abs=1e-6) and own[1] == pytest.approx(0.0, abs=1e-6)
+    assert across[0] == pytest.approx(0.0, abs=1e-6)
+    assert across[1] == pytest.approx(1.0, abs=1e-6)
+    assert ModelConfig.from_dict({"width": 4}).mirror_context is False  # old checkpoints
+
+
 def test_frame_dice_weighs_a_small_missed_lesion_like_a_big_one() -> None:
     target = torch.zeros(2, 1, 16, 16)
     target[0, 0, 0:12, 0:12] = 1.0  # a big clot, found
