@@ -111,6 +111,10 @@ class TrainConfig:
     low_res_epochs: int = 0
     low_res_size: int = 0
     val_fraction: float = 0.2
+    # Seed of the case-level train/validation split; -1 uses ``seed``. Pin it to rerun a
+    # recipe with other initial weights, sample order and augmentation on the same split
+    # (so validation scores of the runs compare).
+    split_seed: int = -1
     class_weight_power: float = 0.5
     num_workers: int = 0
     # losses
@@ -178,6 +182,8 @@ class TrainConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.split_seed < -1:
+            raise ConfigError(f"split_seed must be -1 (use seed) or >= 0, got {self.split_seed}")
         if not 0.0 < self.severe_min_specificity <= 1.0:
             raise ConfigError(
                 f"severe_min_specificity must be in (0, 1], got {self.severe_min_specificity}"

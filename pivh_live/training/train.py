@@ -207,7 +207,8 @@ def _load_data(
         val_all = read_dataset(Path(val_dir)).cases
         val_cases = [c for c in val_all if str(getattr(c, "split", "") or "").lower() != "test"]
     else:
-        train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
+        split_seed = config.seed if config.split_seed < 0 else config.split_seed
+        train_cases, val_cases = split_cases(cases, config.val_fraction, split_seed)
     if not train_cases or not val_cases:
         names = ", ".join(map(str, data_dirs))
         raise DatasetError(f"{names}: need training and validation cases; add cases")

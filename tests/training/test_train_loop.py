@@ -247,6 +247,33 @@ def test_several_data_dirs_train_as_one_pool(dataset_dir: Path, tmp_path: Path) 
     assert data["dataset_meta"] == [{"generator": "test", "seed": 1}] * 2
 
 
+def test_split_seed_pins_the_split_while_seed_changes_the_run(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    data = tmp_path / "unsplit"  # no split column: the seeded split decides
+    shutil.copytree(dataset_dir, data)
+    rows = (data / "labels.csv").read_text().splitlines()
+    (data / "labels.csv").write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    runs = {
+        "a": tiny_config(seed=0, val_fraction=0.34),
+        "b": tiny_config(seed=5, split_seed=0, val_fraction=0.34),
+        "c": tiny_config(seed=5, val_fraction=0.34),
+    }
+    ckpts = {
+        k: _state(train(c, data, tmp_path / k, progress=False, max_epochs=1))
+        for k, c in runs.items()
+    }
+    val_ids = {k: ckpt["data"]["val_case_ids"] for k, ckpt in ckpts.items()}
+    assert val_ids["b"] == val_ids["a"]  # pinned split
+    assert val_ids["c"] != val_ids["a"]  # the seed alone picks another split
+    name = next(iter(ckpts["a"]["state_dict"]))
+    assert not torch.equal(ckpts["a"]["state_dict"][name], ckpts["b"]["state_dict"][name])
+    with pytest.raises(ConfigError, match="split_seed"):
+        tiny_config(split_seed=-2)
+
+
 def test_thresholds_sensitive_for_pivh_specific_for_severe() -> None:
     from pivh_live.training.validation import pick_thresholds
 
