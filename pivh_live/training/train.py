@@ -194,6 +194,12 @@ def _device(name: str) -> Any:
     return torch.device(name)
 
 
+def _dataset_meta(d: Path) -> dict[str, Any] | None:
+    """The generator's record of a dataset (DIR/phantom.json), or None for other data."""
+    f = d / "phantom.json"
+    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+
+
 def _load_data(
     config: TrainConfig, data_dirs: list[Path], val_dir: str | Path | None, progress: bool
 ) -> tuple[FrameSet, FrameSet, dict[str, Any]]:
@@ -231,12 +237,7 @@ def _load_data(
         len(val_cases),
         len(val_set),
     )
-    metas = [
-        json.loads((d / "phantom.json").read_text(encoding="utf-8"))
-        if (d / "phantom.json").is_file()
-        else None
-        for d in data_dirs
-    ]
+    metas = [_dataset_meta(d) for d in data_dirs]
     single = len(data_dirs) == 1
     info = {
         "train": str(data_dirs[0]) if single else [str(d) for d in data_dirs],
@@ -247,6 +248,7 @@ def _load_data(
         "n_val_frames": len(val_set),
         "val_case_ids": [c.case_id for c in val_set.cases],
         "dataset_meta": metas[0] if single else metas,
+        "val_dataset_meta": _dataset_meta(Path(val_dir)) if val_dir is not None else None,
     }
     return train_set, val_set, info
 

@@ -247,6 +247,25 @@ def test_several_data_dirs_train_as_one_pool(dataset_dir: Path, tmp_path: Path) 
     assert data["dataset_meta"] == [{"generator": "test", "seed": 1}] * 2
 
 
+def test_separate_validation_set_trains_on_every_case(dataset_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    val = tmp_path / "val"
+    shutil.copytree(dataset_dir, val)
+    (val / "phantom.json").write_text(json.dumps({"generator": "test", "seed": 5}))
+    best = train(tiny_config(), dataset_dir, tmp_path / "a", val_dir=val, progress=False,
+                 max_epochs=1)  # fmt: skip
+    data = _state(best)["data"]
+    n_cases = sum(
+        1 for c in read_dataset(dataset_dir).cases if str(c.split or "").lower() != "test"
+    )
+    assert data["n_train_cases"] == n_cases  # nothing of --data is held out
+    assert data["n_val_cases"] == n_cases
+    assert data["val"] == str(val)
+    assert data["val_dataset_meta"] == {"generator": "test", "seed": 5}
+    assert data["dataset_meta"] == {"generator": "test", "seed": 1}
+
+
 def test_split_seed_pins_the_split_while_seed_changes_the_run(
     dataset_dir: Path, tmp_path: Path
 ) -> None:
