@@ -195,9 +195,20 @@ def _device(name: str) -> Any:
 
 
 def _dataset_meta(d: Path) -> dict[str, Any] | None:
-    """The generator's record of a dataset (DIR/phantom.json), or None for other data."""
+    """The generator's record of a dataset (DIR/phantom.json), or None for other data.
+
+    It only describes the data for the card, so an unreadable one is logged and
+    left out rather than stopping an hour of training.
+    """
     f = d / "phantom.json"
-    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+    if not f.is_file():
+        return None
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        log.warning("cannot read %s (%s); its dataset meta is not recorded", f, e)
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _load_data(
