@@ -471,3 +471,19 @@ def test_exam_grade_is_read_and_may_not_be_below_the_clip_grade(good: Path) -> N
     _write(good, "\n".join(rows) + "\n")
     with pytest.raises(DatasetError, match="exam_grade 0 is below clip_grade 3"):
         read_dataset(good)
+
+
+def test_read_dataset_meta_leaves_out_what_it_cannot_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pivh_live.dataset import META_FILE, read_dataset_meta
+
+    assert read_dataset_meta(tmp_path) is None  # not a phantom dataset
+    (tmp_path / META_FILE).write_text('{"generator": "pivh_live.phantom", "seed": 5}')
+    assert read_dataset_meta(tmp_path) == {"generator": "pivh_live.phantom", "seed": 5}
+    (tmp_path / META_FILE).write_text("{not json")
+    with caplog.at_level("WARNING", logger="pivh_live.dataset.common"):
+        assert read_dataset_meta(tmp_path) is None
+    assert "cannot read" in caplog.text
+    (tmp_path / META_FILE).write_text("[1, 2]")
+    assert read_dataset_meta(tmp_path) is None

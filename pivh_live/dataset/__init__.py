@@ -8,7 +8,14 @@ at a time, so a user fixes a whole file in one pass.
 
 from __future__ import annotations
 
-from pivh_live.dataset.common import FRAMES_SUFFIX, LABELS_FILE, MASKS_SUFFIX, MAX_LISTED
+from pivh_live.dataset.common import (
+    FRAMES_SUFFIX,
+    LABELS_FILE,
+    MASKS_SUFFIX,
+    MAX_LISTED,
+    META_FILE,
+    read_dataset_meta,
+)
 from pivh_live.dataset.framelabels import (
     FRAME_OPTIONAL_COLUMNS,
     FRAME_REQUIRED_COLUMNS,
@@ -38,6 +45,7 @@ __all__ = [
     "LABELS_FILE",
     "MASKS_SUFFIX",
     "MAX_LISTED",
+    "META_FILE",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "SIDES",
@@ -51,5 +59,6 @@ __all__ = [
     "load_frames",
     "load_masks",
     "read_dataset",
+    "read_dataset_meta",
     "validate_dataset",
 ]

@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.csv"
 FRAMES_SUFFIX = ".frames.csv"
 MASKS_SUFFIX = ".masks.npz"
+META_FILE = "phantom.json"  # the generator's record of a phantom dataset
 MAX_LISTED = 10
 _INT = re.compile(r"^[+-]?\d{1,9}$")  # bounded: int() of huge digit strings raises
 _HINT = "see docs/dataset.md"
+
+
+def read_dataset_meta(data_dir: Path) -> dict[str, Any] | None:
+    """DIR/phantom.json as a dict, or None when absent or unreadable.
+
+    It only describes the data (for cards and reports), so an unreadable one
+    is logged and left out rather than stopping the command.
+    """
+    path = Path(data_dir) / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        log.warning("cannot read %s (%s); its dataset meta is not recorded", path, e)
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _summary(where: Path, problems: list[str]) -> str:

@@ -186,18 +186,14 @@ def _summarize_clips(cases: list[Any], pred: Predictions, thresholds: dict[str, 
 
 
 def _dataset_info(data_dir: Path, cases: list[Any], grade: np.ndarray) -> dict[str, Any]:
+    from pivh_live.dataset import read_dataset_meta
+
     info: dict[str, Any] = {"path": str(data_dir), "name": data_dir.name, "seed": None}
-    meta_path = data_dir / "phantom.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            log.warning("cannot read %s (%s); dataset name/seed not recorded", meta_path, e)
-            meta = {}
-        if isinstance(meta, dict):
-            info["name"] = meta.get("name", info["name"])
-            info["seed"] = meta.get("seed")
-            info["phantom"] = meta
+    meta = read_dataset_meta(data_dir)
+    if meta is not None:
+        info["name"] = meta.get("name", info["name"])
+        info["seed"] = meta.get("seed")
+        info["phantom"] = meta
     clip_counts = Counter(int(c.clip_grade) for c in cases)
     frame_counts = Counter(int(g) for g in grade)
     info |= {

@@ -194,27 +194,10 @@ def _device(name: str) -> Any:
     return torch.device(name)
 
 
-def _dataset_meta(d: Path) -> dict[str, Any] | None:
-    """The generator's record of a dataset (DIR/phantom.json), or None for other data.
-
-    It only describes the data for the card, so an unreadable one is logged and
-    left out rather than stopping an hour of training.
-    """
-    f = d / "phantom.json"
-    if not f.is_file():
-        return None
-    try:
-        meta = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        log.warning("cannot read %s (%s); its dataset meta is not recorded", f, e)
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
 def _load_data(
     config: TrainConfig, data_dirs: list[Path], val_dir: str | Path | None, progress: bool
 ) -> tuple[FrameSet, FrameSet, dict[str, Any]]:
-    from pivh_live.dataset import read_dataset
+    from pivh_live.dataset import read_dataset, read_dataset_meta
     from pivh_live.training.data import load_frameset, split_cases
 
     # Several directories train as one pool (case ids may repeat across them).
@@ -248,7 +231,7 @@ def _load_data(
         len(val_cases),
         len(val_set),
     )
-    metas = [_dataset_meta(d) for d in data_dirs]
+    metas = [read_dataset_meta(d) for d in data_dirs]
     single = len(data_dirs) == 1
     info = {
         "train": str(data_dirs[0]) if single else [str(d) for d in data_dirs],
@@ -259,7 +242,7 @@ def _load_data(
         "n_val_frames": len(val_set),
         "val_case_ids": [c.case_id for c in val_set.cases],
         "dataset_meta": metas[0] if single else metas,
-        "val_dataset_meta": _dataset_meta(Path(val_dir)) if val_dir is not None else None,
+        "val_dataset_meta": read_dataset_meta(Path(val_dir)) if val_dir is not None else None,
     }
     return train_set, val_set, info
 

@@ -266,23 +266,6 @@ def test_separate_validation_set_trains_on_every_case(dataset_dir: Path, tmp_pat
     assert data["dataset_meta"] == {"generator": "test", "seed": 1}
 
 
-def test_unreadable_dataset_meta_is_left_out_not_fatal(
-    dataset_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    from pivh_live.training.train import _dataset_meta
-
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "phantom.json").write_text("{not json")
-    with caplog.at_level("WARNING", logger="pivh_live.training.train"):
-        assert _dataset_meta(bad) is None
-    assert "cannot read" in caplog.text
-    (bad / "phantom.json").write_text("[1, 2]")
-    assert _dataset_meta(bad) is None
-    assert _dataset_meta(tmp_path / "none") is None
-    assert _dataset_meta(dataset_dir) == {"generator": "test", "seed": 1}
-
-
 def test_split_seed_pins_the_split_while_seed_changes_the_run(
     dataset_dir: Path, tmp_path: Path
 ) -> None:
