@@ -26,6 +26,15 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="separate validation dataset (default: hold out cases of --data)",
     )
     p.add_argument(
+        "--train-only",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="more datasets whose cases only train, never validate: the validation "
+        "cases held out of --data stay the same, so scores stay comparable",
+    )
+    p.add_argument(
         "--config",
         type=Path,
         default=None,

@@ -49,7 +49,13 @@ def train_from_cli(args: argparse.Namespace) -> Path:
     if overrides:
         config = config.replace(**overrides)
     return train(
-        config, args.data, args.out, val_dir=args.val_data, resume=args.resume, threads=args.threads
+        config,
+        args.data,
+        args.out,
+        val_dir=args.val_data,
+        resume=args.resume,
+        threads=args.threads,
+        train_only=getattr(args, "train_only", None),
     )
 
 
@@ -62,6 +68,7 @@ def train(
     progress: bool = True,
     max_epochs: int | None = None,
     threads: int | None = None,
+    train_only: Sequence[str | Path] | None = None,
 ) -> Path:
     """Train PivhNet; returns the path of the best checkpoint (OUT/best.pt).
 
@@ -72,6 +79,10 @@ def train(
     ``max_epochs`` stops this call after that many epochs (the schedule still
     spans ``config.epochs``), so a long run can be split into sittings and
     continued with ``resume=True``.
+
+    ``train_only`` datasets add training cases after the validation cases are
+    chosen from ``data_dir``, so the validation set (and a score on it) is the
+    same as without them.
     """
     import torch
 
@@ -87,7 +98,8 @@ def train(
     device = _device(config.device)
     resume_from = _read_resume(out / "last.pt", config) if resume else None
     dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else [Path(d) for d in data_dir]
-    train_set, val_set, data_info = _load_data(config, dirs, val_dir, progress)
+    extra = [Path(d) for d in train_only or ()]
+    train_set, val_set, data_info = _load_data(config, dirs, val_dir, progress, extra)
     weights = torch.from_numpy(class_weights(train_set.grade, 5, config.class_weight_power))
     log.info("class weights (grades 0-IV): %s", np.round(weights.numpy(), 3).tolist())
 
@@ -194,8 +206,16 @@ def _device(name: str) -> Any:
     return torch.device(name)
 
 
+def _split_of(case: Any) -> str:
+    return str(getattr(case, "split", "") or "").strip().lower()
+
+
 def _load_data(
-    config: TrainConfig, data_dirs: list[Path], val_dir: str | Path | None, progress: bool
+    config: TrainConfig,
+    data_dirs: list[Path],
+    val_dir: str | Path | None,
+    progress: bool,
+    train_only: Sequence[Path] = (),
 ) -> tuple[FrameSet, FrameSet, dict[str, Any]]:
     from pivh_live.dataset import read_dataset, read_dataset_meta
     from pivh_live.training.data import load_frameset, split_cases
@@ -203,12 +223,15 @@ def _load_data(
     # Several directories train as one pool (case ids may repeat across them).
     cases = [c for d in data_dirs for c in read_dataset(d).cases]
     if val_dir is not None:
-        train_cases = [c for c in cases if str(getattr(c, "split", "") or "").lower() != "test"]
+        train_cases = [c for c in cases if _split_of(c) != "test"]
         val_all = read_dataset(Path(val_dir)).cases
-        val_cases = [c for c in val_all if str(getattr(c, "split", "") or "").lower() != "test"]
+        val_cases = [c for c in val_all if _split_of(c) != "test"]
     else:
         split_seed = config.seed if config.split_seed < 0 else config.split_seed
         train_cases, val_cases = split_cases(cases, config.val_fraction, split_seed)
+    # Chosen after the split, so they never move a case between train and validation.
+    extra = [c for d in train_only for c in read_dataset(d).cases]
+    train_cases = train_cases + [c for c in extra if _split_of(c) != "test"]
     if not train_cases or not val_cases:
         names = ", ".join(map(str, data_dirs))
         raise DatasetError(f"{names}: need training and validation cases; add cases")
@@ -243,6 +266,8 @@ def _load_data(
         "val_case_ids": [c.case_id for c in val_set.cases],
         "dataset_meta": metas[0] if single else metas,
         "val_dataset_meta": read_dataset_meta(Path(val_dir)) if val_dir is not None else None,
+        "train_only": [str(d) for d in train_only],
+        "train_only_meta": [read_dataset_meta(d) for d in train_only],
     }
     return train_set, val_set, info
 

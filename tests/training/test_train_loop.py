@@ -266,6 +266,37 @@ def test_separate_validation_set_trains_on_every_case(dataset_dir: Path, tmp_pat
     assert data["dataset_meta"] == {"generator": "test", "seed": 1}
 
 
+def test_train_only_data_adds_cases_but_keeps_the_validation_split(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from pivh_live.cli import build_parser
+
+    pool = tmp_path / "unsplit"  # no split column: the seeded split decides
+    shutil.copytree(dataset_dir, pool)
+    rows = (pool / "labels.csv").read_text().splitlines()
+    (pool / "labels.csv").write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    extra = tmp_path / "extra"
+    shutil.copytree(dataset_dir, extra)  # its split column says "val" for two: they train too
+    (extra / "phantom.json").write_text(json.dumps({"generator": "test", "seed": 9}))
+    config = tiny_config(val_fraction=0.34)
+    alone = _state(train(config, pool, tmp_path / "a", progress=False, max_epochs=1))["data"]
+    more = _state(
+        train(config, pool, tmp_path / "b", progress=False, max_epochs=1, train_only=[extra])
+    )["data"]
+    assert more["val_case_ids"] == alone["val_case_ids"]
+    assert more["n_val_cases"] == alone["n_val_cases"]
+    assert more["n_train_cases"] == alone["n_train_cases"] + len(read_dataset(extra).cases)
+    assert more["train_only"] == [str(extra)]
+    assert more["train_only_meta"] == [{"generator": "test", "seed": 9}]
+    assert alone["train_only"] == []
+    args = build_parser().parse_args(
+        ["train", "--data", str(pool), "--train-only", str(extra), str(pool)]
+    )
+    assert args.train_only == [extra, pool]
+
+
 def test_split_seed_pins_the_split_while_seed_changes_the_run(
     dataset_dir: Path, tmp_path: Path
 ) -> None:
