@@ -124,7 +124,7 @@ def frame_targets(case: Any, n_frames: int) -> tuple[np.ndarray, np.ndarray, boo
 
 @dataclass(frozen=True)
 class _DecodedCase:
-    images: list[np.ndarray]
+    images: np.ndarray  # (n, S, S) uint8: one block per case, not n small arrays
     masks: dict[int, np.ndarray]  # position in ``images`` -> letterboxed mask coverage
     grade: np.ndarray
     valid: np.ndarray
@@ -143,13 +143,19 @@ def _decode_case(case: Any, size: int, stride: int, fit: str = "letterbox") -> _
     keep = np.arange(0, n, stride)
     keep = keep[valid[keep] >= 0]  # frames with no label at all teach nothing
     geo = letterbox_geometry(frames.shape[1], frames.shape[2], size, fit)
-    images: list[np.ndarray] = []
-    masks: dict[int, np.ndarray] = {}
+    images = np.empty((keep.size, size, size), dtype=np.uint8)
+    lesion = [
+        pos
+        for pos, j in enumerate(keep.tolist())
+        if case_masks is not None and j < case_masks.shape[0] and case_masks[j].any()
+    ]
+    cover = np.empty((len(lesion), size, size), dtype=np.uint8)
     for pos, j in enumerate(keep.tolist()):
-        images.append(letterbox(frames[j], size, cv2.INTER_AREA, fit))
-        if case_masks is not None and j < case_masks.shape[0] and case_masks[j].any():
-            cover = letterbox(case_masks[j], size, cv2.INTER_AREA, fit)
-            masks[pos] = np.clip(np.rint(cover * 255.0), 0, 255).astype(np.uint8)
+        images[pos] = letterbox(frames[j], size, cv2.INTER_AREA, fit)
+    for k, pos in enumerate(lesion):
+        area = letterbox(case_masks[keep[pos]], size, cv2.INTER_AREA, fit)
+        cover[k] = np.clip(np.rint(area * 255.0), 0, 255)
+    masks = {pos: cover[k] for k, pos in enumerate(lesion)}
     info = CaseInfo(
         case_id=str(case.case_id),
         clip_grade=int(case.clip_grade),
@@ -162,6 +168,33 @@ def _decode_case(case: Any, size: int, stride: int, fit: str = "letterbox") -> _
         stretch=1.0 if fit == "letterbox" else geo.scale_y / geo.scale_x,
     )
     return _DecodedCase(images, masks, grade[keep], valid[keep], keep, info)
+
+
+RELEASE_EVERY = 256 << 20  # bytes copied between heap trims while stacking the frames
+
+
+def _concatenate_freeing(blocks: list[np.ndarray]) -> np.ndarray:
+    """The blocks stacked along axis 0, emptying ``blocks`` as it goes.
+
+    The result's pages are only committed as they are written while each block
+    is released after its copy (and the freed heap handed back every
+    ``RELEASE_EVERY`` bytes), so the peak is about one copy of the data, not two
+    as with np.concatenate.
+    """
+    n = sum(len(b) for b in blocks)
+    out = np.empty((n, *blocks[0].shape[1:]), dtype=blocks[0].dtype)
+    row = freed = 0
+    blocks.reverse()
+    while blocks:
+        block = blocks.pop()
+        out[row : row + len(block)] = block
+        row += len(block)
+        freed += block.nbytes
+        del block
+        if freed >= RELEASE_EVERY:
+            release_free_memory()
+            freed = 0
+    return out
 
 
 def load_frameset(
@@ -183,7 +216,7 @@ def load_frameset(
 
     from tqdm import tqdm
 
-    images: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("grade", "valid", "case", "frame", "t")}
     masks: dict[int, np.ndarray] = {}
     infos: list[CaseInfo] = []
@@ -191,9 +224,9 @@ def load_frameset(
     with ThreadPoolExecutor(max(1, workers)) as pool:
         decoded = pool.map(lambda case: _decode_case(case, size, stride, fit), cases)
         bar = tqdm(decoded, total=len(cases), desc="decode", unit="case", disable=not progress)
+        row = 0
         for ci, dc in enumerate(bar):
-            row = len(images)
-            images.extend(dc.images)
+            blocks.append(dc.images)
             masks.update({row + pos: m for pos, m in dc.masks.items()})
             cols["grade"].append(dc.grade)
             cols["valid"].append(dc.valid)
@@ -201,10 +234,11 @@ def load_frameset(
             cols["frame"].append(dc.keep.astype(np.int32))
             cols["t"].append(dc.keep / dc.info.fps)
             infos.append(dc.info)
-    if not images:
+            row += len(dc.images)
+    if not row:
         raise DatasetError("no labelled frames to train on; check frames.csv and the media files")
-    return FrameSet(
-        images=np.stack(images),
+    frameset = FrameSet(
+        images=_concatenate_freeing(blocks),
         grade=np.concatenate(cols["grade"]).astype(np.int8),
         valid=np.concatenate(cols["valid"]).astype(np.int8),
         case_index=np.concatenate(cols["case"]),
@@ -213,6 +247,29 @@ def load_frameset(
         cases=tuple(infos),
         masks=masks,
     )
+    release_free_memory()
+    return frameset
+
+
+def release_free_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``).
+
+    Decoding frees thousands of clip-sized arrays; glibc keeps most of them in
+    its heaps (its mmap threshold grows to the largest block freed), so the
+    training process held the data twice over. False where there is no glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def class_weights(grade: np.ndarray, n_classes: int = 5, power: float = 0.5) -> np.ndarray:

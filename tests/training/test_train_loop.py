@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -339,6 +340,24 @@ def test_thresholds_sensitive_for_pivh_specific_for_severe() -> None:
     spec = np.mean(p_severe[truth < 3] < thr["severe"])
     sens = np.mean(p_severe[truth >= 3] >= thr["severe"])
     assert spec >= 0.93 and sens == 1.0 and thr["severe"] > 0.3
+
+
+def test_concatenate_freeing_stacks_blocks_and_lets_them_go() -> None:
+    from pivh_live.training.data import _concatenate_freeing
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.integers(0, 255, (n, 4, 4), dtype=np.uint8) for n in (3, 0, 5, 1)]
+    expected = np.concatenate(blocks)
+    out = _concatenate_freeing(blocks)
+    assert blocks == []  # each block is released once copied
+    assert out.dtype == np.uint8 and np.array_equal(out, expected)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="malloc_trim is glibc's (Linux)")
+def test_release_free_memory_reaches_glibc() -> None:
+    from pivh_live.training.data import release_free_memory
+
+    assert release_free_memory() is True
 
 
 def test_threaded_decoding_gives_the_same_frameset(dataset_dir: Path) -> None:
