@@ -267,6 +267,16 @@ def test_separate_validation_set_trains_on_every_case(dataset_dir: Path, tmp_pat
     assert data["dataset_meta"] == {"generator": "test", "seed": 1}
 
 
+def _without_split_column(src: Path, dst: Path) -> Path:
+    """A copy of the dataset without its split column: the seeded split decides."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    rows = (dst / "labels.csv").read_text().splitlines()
+    (dst / "labels.csv").write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    return dst
+
+
 def test_train_only_data_adds_cases_but_keeps_the_validation_split(
     dataset_dir: Path, tmp_path: Path
 ) -> None:
@@ -274,10 +284,7 @@ def test_train_only_data_adds_cases_but_keeps_the_validation_split(
 
     from pivh_live.cli import build_parser
 
-    pool = tmp_path / "unsplit"  # no split column: the seeded split decides
-    shutil.copytree(dataset_dir, pool)
-    rows = (pool / "labels.csv").read_text().splitlines()
-    (pool / "labels.csv").write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    pool = _without_split_column(dataset_dir, tmp_path / "unsplit")
     extra = tmp_path / "extra"
     shutil.copytree(dataset_dir, extra)  # its split column says "val" for two: they train too
     (extra / "phantom.json").write_text(json.dumps({"generator": "test", "seed": 9}))
@@ -301,12 +308,8 @@ def test_train_only_data_adds_cases_but_keeps_the_validation_split(
 def test_split_seed_pins_the_split_while_seed_changes_the_run(
     dataset_dir: Path, tmp_path: Path
 ) -> None:
-    import shutil
 
-    data = tmp_path / "unsplit"  # no split column: the seeded split decides
-    shutil.copytree(dataset_dir, data)
-    rows = (data / "labels.csv").read_text().splitlines()
-    (data / "labels.csv").write_text("\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    data = _without_split_column(dataset_dir, tmp_path / "unsplit")
     runs = {
         "a": tiny_config(seed=0, val_fraction=0.34),
         "b": tiny_config(seed=5, split_seed=0, val_fraction=0.34),
