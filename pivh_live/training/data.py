@@ -69,6 +69,11 @@ class FrameSet:
         return np.flatnonzero(self.case_index == case)
 
 
+def case_split(case: Any) -> str:
+    """The case's ``split`` column, stripped and lower-case ("" when absent)."""
+    return str(getattr(case, "split", "") or "").strip().lower()
+
+
 def split_cases(
     cases: Sequence[Any], val_fraction: float, seed: int
 ) -> tuple[list[Any], list[Any]]:
@@ -79,7 +84,7 @@ def split_cases(
     stratified by clip grade with ``np.random.default_rng(seed)``, at least one
     val case per grade that has two or more cases.
     """
-    splits = [str(getattr(c, "split", "") or "").strip().lower() for c in cases]
+    splits = [case_split(c) for c in cases]
     pool = [c for c, s in zip(cases, splits, strict=True) if s != "test"]
     val = [c for c, s in zip(cases, splits, strict=True) if s in VAL_SPLITS]
     if val:

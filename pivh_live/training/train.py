@@ -206,10 +206,6 @@ def _device(name: str) -> Any:
     return torch.device(name)
 
 
-def _split_of(case: Any) -> str:
-    return str(getattr(case, "split", "") or "").strip().lower()
-
-
 def _load_data(
     config: TrainConfig,
     data_dirs: list[Path],
@@ -218,20 +214,20 @@ def _load_data(
     train_only: Sequence[Path] = (),
 ) -> tuple[FrameSet, FrameSet, dict[str, Any]]:
     from pivh_live.dataset import read_dataset, read_dataset_meta
-    from pivh_live.training.data import load_frameset, split_cases
+    from pivh_live.training.data import case_split, load_frameset, split_cases
 
     # Several directories train as one pool (case ids may repeat across them).
     cases = [c for d in data_dirs for c in read_dataset(d).cases]
     if val_dir is not None:
-        train_cases = [c for c in cases if _split_of(c) != "test"]
+        train_cases = [c for c in cases if case_split(c) != "test"]
         val_all = read_dataset(Path(val_dir)).cases
-        val_cases = [c for c in val_all if _split_of(c) != "test"]
+        val_cases = [c for c in val_all if case_split(c) != "test"]
     else:
         split_seed = config.seed if config.split_seed < 0 else config.split_seed
         train_cases, val_cases = split_cases(cases, config.val_fraction, split_seed)
     # Chosen after the split, so they never move a case between train and validation.
     extra = [c for d in train_only for c in read_dataset(d).cases]
-    train_cases = train_cases + [c for c in extra if _split_of(c) != "test"]
+    train_cases = train_cases + [c for c in extra if case_split(c) != "test"]
     if not train_cases or not val_cases:
         names = ", ".join(map(str, data_dirs))
         raise DatasetError(f"{names}: need training and validation cases; add cases")
