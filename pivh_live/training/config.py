@@ -119,6 +119,10 @@ class TrainConfig:
     num_workers: int = 0
     # losses
     label_smoothing: float = 0.05
+    # Focal modulation of the grade cross-entropy: each frame's term is scaled by
+    # (1 - p_true) ** focal_gamma, so frames the model already gets right count less and
+    # the rare hard ones (a small infarct, a trap) more. 0 is the plain cross-entropy.
+    focal_gamma: float = 0.0
     w_grade: float = 1.0
     w_ordinal: float = 0.5
     w_valid: float = 0.5
@@ -192,6 +196,8 @@ class TrainConfig:
             raise ConfigError(
                 f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}"
             )
+        if not 0.0 <= self.focal_gamma <= 5.0:
+            raise ConfigError(f"focal_gamma must be in [0, 5] (0 = off), got {self.focal_gamma}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.lr <= 0 or self.samples_per_epoch < 0 or self.num_workers < 0:

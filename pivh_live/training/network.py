@@ -187,6 +187,34 @@ def soft_dice(p: torch.Tensor, target: torch.Tensor, mode: str) -> torch.Tensor:
     return 1.0 - ratio[lesion].mean()
 
 
+def grade_cross_entropy(
+    logits: torch.Tensor,
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    class_weights: torch.Tensor,
+    label_smoothing: float,
+    focal_gamma: float,
+) -> torch.Tensor:
+    """Class-weighted, label-smoothed cross-entropy, focal-modulated when ``focal_gamma`` > 0.
+
+    With ``focal_gamma`` 0 this is exactly ``F.cross_entropy(weight=..., label_smoothing=...)``:
+    the weighted mean ``sum(w_i * ce_i) / sum(w_i)``. Otherwise each ``ce_i`` is scaled by
+    ``(1 - p_i) ** focal_gamma``, ``p_i`` the predicted probability of the true grade
+    (Lin et al., focal loss), and the normaliser stays ``sum(w_i)``, so the limit
+    ``focal_gamma`` -> 0 is the plain loss.
+    """
+    if focal_gamma == 0.0:
+        return F.cross_entropy(
+            logits, target, weight=class_weights, label_smoothing=label_smoothing
+        )
+    per = F.cross_entropy(  # already weighted per frame, as the mean reduction weighs it
+        logits, target, weight=class_weights, label_smoothing=label_smoothing, reduction="none"
+    )
+    p_true = probs.gather(1, target[:, None])[:, 0]
+    modulation = (1.0 - p_true).clamp(min=0.0) ** focal_gamma
+    return (modulation * per).sum() / class_weights[target].sum()
+
+
 def compute_loss(
     outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     batch: dict[str, torch.Tensor],
@@ -195,7 +223,8 @@ def compute_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the training losses; ``config`` is a TrainConfig.
 
-    - grade: class-weighted cross-entropy (label smoothing) on graded frames;
+    - grade: class-weighted cross-entropy (label smoothing; focal when
+      ``config.focal_gamma`` > 0, see ``grade_cross_entropy``) on graded frames;
     - ordinal: BCE of P(grade >= k), k = I..IV, from the same softmax, so that
       predicting III for a IV costs less than predicting 0 (quadratic kappa);
     - valid: BCE on every frame;
@@ -210,10 +239,10 @@ def compute_loss(
     ce = ordinal = zero
     if bool(graded.any()):
         logits, target = grade_logits[graded].float(), grade[graded]
-        ce = F.cross_entropy(
-            logits, target, weight=class_weights, label_smoothing=config.label_smoothing
-        )
         probs = torch.softmax(logits, dim=1)
+        ce = grade_cross_entropy(
+            logits, probs, target, class_weights, config.label_smoothing, config.focal_gamma
+        )
         at_least = (1.0 - torch.cumsum(probs, dim=1)[:, :-1]).clamp(1e-6, 1.0 - 1e-6)
         ks = torch.arange(1, probs.shape[1], device=probs.device)
         cum_target = (target[:, None] >= ks[None, :]).float()

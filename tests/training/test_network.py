@@ -13,6 +13,7 @@ from pivh_live.training.network import (  # noqa: E402
     compute_loss,
     count_flops,
     count_parameters,
+    grade_cross_entropy,
     soft_dice,
 )
 
@@ -107,6 +108,54 @@ def test_ordinal_term_prefers_near_misses() -> None:
     near_loss, _ = compute_loss((near, *rest), batch, torch.ones(5), config)
     far_loss, _ = compute_loss((far, *rest), batch, torch.ones(5), config)
     assert float(near_loss) < 0.5 * float(far_loss)
+
+
+def test_focal_gamma_zero_is_the_weighted_smoothed_cross_entropy() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5)
+    target = torch.tensor([0, 4, 4, 1, 2, 3])
+    weights = torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5])
+    probs = torch.softmax(logits, dim=1)
+    expect = torch.nn.functional.cross_entropy(logits, target, weight=weights, label_smoothing=0.05)
+    got = grade_cross_entropy(logits, probs, target, weights, 0.05, 0.0)
+    assert float(got) == pytest.approx(float(expect), rel=1e-6)
+    # Unmodulated per-frame terms through the focal path reproduce it too (gamma -> 0).
+    near_zero = grade_cross_entropy(logits, probs, target, weights, 0.05, 1e-9)
+    assert float(near_zero) == pytest.approx(float(expect), rel=1e-6)
+
+
+def test_focal_term_shifts_weight_from_easy_to_hard_frames() -> None:
+    target = torch.tensor([4, 4])
+    easy = torch.tensor([[-4.0, -4.0, -4.0, -4.0, 4.0]])  # confident and right
+    hard = torch.tensor([[3.0, -1.0, -1.0, -1.0, 0.0]])  # says 0 for a grade IV
+    ones = torch.ones(5)
+
+    def share(gamma: float) -> float:
+        logits = torch.cat([easy, hard])
+        probs = torch.softmax(logits, dim=1)
+        per = [
+            float(grade_cross_entropy(lg, pr, t, ones, 0.0, gamma))
+            for lg, pr, t in zip(logits[:, None], probs[:, None], target[:, None], strict=True)
+        ]
+        return per[1] / (per[0] + per[1])
+
+    assert share(2.0) > share(0.0) > 0.5
+    assert share(2.0) > 0.999
+
+
+def test_focal_gamma_reaches_the_loss_and_is_checked_by_the_config() -> None:
+    from pivh_live.errors import ConfigError
+
+    batch = _batch(2, [4, 0])
+    logits = torch.tensor([[2.0, 0.0, 0.0, 0.0, 0.5], [3.0, 0.0, 0.0, 0.0, 0.0]])
+    rest = (torch.zeros(2, 1), torch.zeros(2, 1, 32, 32))
+    plain = compute_loss((logits, *rest), batch, torch.ones(5), TrainConfig())[1]
+    focal = compute_loss((logits, *rest), batch, torch.ones(5), TrainConfig(focal_gamma=2.0))[1]
+    assert focal["grade"] < plain["grade"]
+    assert focal["ordinal"] == pytest.approx(plain["ordinal"])
+    assert TrainConfig.from_dict({}).focal_gamma == 0.0  # older configs keep their loss
+    with pytest.raises(ConfigError, match="focal_gamma"):
+        TrainConfig(focal_gamma=-1.0)
 
 
 def test_lesion_pool_feeds_fine_features_to_the_grade_head() -> None:
