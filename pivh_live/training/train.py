@@ -86,15 +86,41 @@ def train(
     """
     import torch
 
-    from pivh_live.training.data import class_weights
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     torch.set_num_threads(threads or max(1, min(2, os.cpu_count() or 1)))
     # Denormal floats (weights and activations near zero late in training) make CPU
     # convolutions several times slower; flushing them to zero costs no accuracy here.
+    # The flag is process-wide (numpy and every later caller see it), so put it back.
+    flushing = flushes_denormals()
     torch.set_flush_denormal(True)
+    try:
+        return _train(config, data_dir, out_dir, val_dir, resume, progress, max_epochs, train_only)
+    finally:
+        torch.set_flush_denormal(flushing)
+
+
+def flushes_denormals() -> bool:
+    """True when the CPU currently flushes subnormal floats to zero (FTZ/DAZ)."""
+    tiny = np.array([1e-39], dtype=np.float32)  # subnormal in float32
+    return bool((tiny * np.float32(1.0))[0] == 0.0)
+
+
+def _train(
+    config: TrainConfig,
+    data_dir: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    val_dir: str | Path | None,
+    resume: bool,
+    progress: bool,
+    max_epochs: int | None,
+    train_only: Sequence[str | Path] | None,
+) -> Path:
+    import torch
+
+    from pivh_live.training.data import class_weights
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     device = _device(config.device)
     resume_from = _read_resume(out / "last.pt", config) if resume else None
     dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else [Path(d) for d in data_dir]

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pivh_live.dataset import read_dataset  # noqa: E402
-from pivh_live.errors import ConfigError  # noqa: E402
+from pivh_live.errors import ConfigError, DatasetError  # noqa: E402
 from pivh_live.media import write_video  # noqa: E402
 from pivh_live.training.config import ModelConfig, TrainConfig  # noqa: E402
 from pivh_live.training.data import (  # noqa: E402
@@ -210,6 +210,22 @@ def test_train_writes_contract_checkpoint(dataset_dir: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.slow  # five short training calls
+def test_train_puts_the_denormal_flag_back(dataset_dir: Path, tmp_path: Path) -> None:
+    from pivh_live.training.train import flushes_denormals
+
+    assert not flushes_denormals()  # the IEEE default this suite runs under
+    torch.set_flush_denormal(True)
+    try:
+        assert flushes_denormals()  # the probe sees the flag torch sets
+    finally:
+        torch.set_flush_denormal(False)
+    train(tiny_config(), dataset_dir, tmp_path / "a", progress=False, max_epochs=1)
+    assert not flushes_denormals()  # numpy and hypothesis see subnormals again
+    with pytest.raises(DatasetError):  # also when training stops on an error
+        train(tiny_config(), tmp_path / "missing", tmp_path / "b", progress=False)
+    assert not flushes_denormals()
+
+
 def test_resume_continues_exactly(dataset_dir: Path, tmp_path: Path) -> None:
     """The same run in two sittings: resume restores model, optimizer, scheduler and RNG."""
     config = tiny_config()
