@@ -197,10 +197,10 @@ def grade_cross_entropy(
 ) -> torch.Tensor:
     """Class-weighted, label-smoothed cross-entropy, focal-modulated when ``focal_gamma`` > 0.
 
-    With ``focal_gamma`` 0 this is exactly ``F.cross_entropy(weight=..., label_smoothing=...)``:
-    the weighted mean ``sum(w_i * ce_i) / sum(w_i)``. Otherwise each ``ce_i`` is scaled by
-    ``(1 - p_i) ** focal_gamma``, ``p_i`` the predicted probability of the true grade
-    (Lin et al., focal loss), and the normaliser stays ``sum(w_i)``, so the limit
+    With ``focal_gamma`` 0 this is exactly ``F.cross_entropy(weight=..., label_smoothing=...)``,
+    torch's per-frame weighted terms ``l_i`` summed over ``sum(w[target_i])``. Otherwise each
+    ``l_i`` is scaled by ``(1 - p_i) ** focal_gamma``, ``p_i`` the predicted probability of the
+    true grade (Lin et al., focal loss), with the same normaliser, so the limit
     ``focal_gamma`` -> 0 is the plain loss.
     """
     if focal_gamma == 0.0:
