@@ -110,6 +110,12 @@ class TrainConfig:
     # export, use ``model.input_size``.
     low_res_epochs: int = 0
     low_res_size: int = 0
+    # In the low-res epochs, resize each stored frame to ``low_res_size`` before
+    # augmenting it instead of resizing the augmented batch (augmentation then works
+    # on fewer pixels: faster when frames are stored at a large input size). Off by
+    # default: speckle, blur and noise then act at the low-res pixel scale, so the
+    # images differ from the default order's.
+    low_res_resize_first: bool = False
     val_fraction: float = 0.2
     # Seed of the case-level train/validation split; -1 uses ``seed``. Pin it to rerun a
     # recipe with other initial weights, sample order and augmentation on the same split

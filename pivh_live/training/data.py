@@ -324,9 +324,17 @@ class FrameDataset:
         self.seed = seed
         self.heatmap_size = heatmap_size
         self.epoch = 0
+        self.size: int | None = None
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, size: int | None = None) -> None:
+        """Seed the next epoch's augmentation; ``size`` resizes each frame before it.
+
+        With ``size`` (the low-res epochs' side, see ``low_res_resize_first``) items
+        come out at ``size`` x ``size`` with a ``size // 8`` heatmap; None keeps the
+        stored size.
+        """
         self.epoch = epoch
+        self.size = size
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -338,10 +346,13 @@ class FrameDataset:
         image = fs.images[row]
         mask = fs.masks.get(row)
         case = fs.cases[int(fs.case_index[row])]
+        box, s = case.box, self.heatmap_size
+        if self.size is not None and self.size != image.shape[0]:
+            image, mask, box = downsize(image, mask, box, self.size)
+            s = self.size // 8
         if self.augmenter is not None:
             rng = np.random.default_rng([self.seed, self.epoch, int(row)])
-            image, mask = self.augmenter(image, mask, case.box, rng, case.stretch)
-        s = self.heatmap_size
+            image, mask = self.augmenter(image, mask, box, rng, case.stretch)
         if mask is None:
             heat = np.zeros((s, s), dtype=np.float32)
         else:
@@ -356,3 +367,16 @@ class FrameDataset:
             "heatmap": torch.from_numpy(heat).unsqueeze(0),
             "has_heatmap": torch.tensor(float(case.has_masks), dtype=torch.float32),
         }
+
+
+def downsize(
+    image: np.ndarray, mask: np.ndarray | None, box: Box, size: int
+) -> tuple[np.ndarray, np.ndarray | None, Box]:
+    """A stored square frame, its mask and content box resized to ``size`` (area resize)."""
+    f = size / image.shape[0]
+    small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    if mask is not None:
+        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA)
+    top, left, h, w = box
+    scaled = (round(top * f), round(left * f), max(1, round(h * f)), max(1, round(w * f)))
+    return small, mask, scaled

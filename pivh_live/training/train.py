@@ -444,7 +444,10 @@ def _train_epoch(
 
     config: TrainConfig = ctx["config"]
     device = ctx["device"]
-    dataset.set_epoch(epoch)
+    low_res = epoch < config.low_res_epochs
+    dataset.set_epoch(
+        epoch, config.low_res_size if low_res and config.low_res_resize_first else None
+    )
     rows = epoch_indices(len(dataset), steps * config.batch_size, config.seed, epoch)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -463,7 +466,7 @@ def _train_epoch(
     for batch in bar:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         image = batch["image"]
-        if epoch < config.low_res_epochs:
+        if low_res and image.shape[-1] != config.low_res_size:
             image, batch["heatmap"] = low_res_batch(image, batch["heatmap"], config.low_res_size)
         if config.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)

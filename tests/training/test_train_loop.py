@@ -544,6 +544,63 @@ def test_low_res_epochs_train_on_smaller_batches(
     assert ckpt["train_config"]["low_res_epochs"] == 2 and ckpt["epoch"] >= 1
 
 
+def test_resize_first_dataset_items_come_out_at_the_low_res_size(dataset_dir: Path) -> None:
+    """set_epoch(size) resizes frame, mask and box before augmenting; None restores."""
+    from pivh_live.training.augment import Augmenter
+    from pivh_live.training.data import downsize
+
+    cases = [c for c in read_dataset(dataset_dir).cases if c.case_id == "c1"]
+    fs = load_frameset(cases, 256, stride=1, progress=False)
+    plain = FrameDataset(fs, None, seed=0, heatmap_size=32)
+    full = plain[3]
+    plain.set_epoch(0, size=128)
+    small = plain[3]
+    assert small["image"].shape == (1, 128, 128) and small["heatmap"].shape == (1, 16, 16)
+    # same content at half the size: the 2x2-pooled full frame, and the same lesion place
+    pooled = torch.nn.functional.avg_pool2d(full["image"][None], 2)[0]
+    assert float((small["image"] - pooled).abs().max()) < 2.0 / 255.0
+    ys, _xs = np.nonzero(small["heatmap"][0].numpy() > 0.5)
+    assert ys.min() >= 5 and ys.max() <= 9  # full-size heatmap rows 10..17, halved
+    _img, _mask, box = downsize(fs.images[0], None, fs.cases[0].box, 128)
+    assert fs.cases[0].box == (32, 0, 192, 256) and box == (16, 0, 96, 128)
+    # augmentation runs on the small frame (its box) and stays seeded per (epoch, row)
+    aug = FrameDataset(fs, Augmenter(), seed=0, heatmap_size=32)
+    aug.set_epoch(1, size=128)
+    a, b = aug[3], aug[3]
+    assert a["image"].shape == (1, 128, 128) and torch.equal(a["image"], b["image"])
+    plain.set_epoch(0)
+    assert torch.equal(plain[3]["image"], full["image"])
+
+
+def test_resize_first_low_res_epochs_train_on_smaller_items(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """low_res_resize_first: low-res epochs get small items; the batch is not resized again."""
+    import pivh_live.training.train as train_mod
+    from pivh_live.training.network import PivhNet
+
+    seen: list[int] = []
+    forward = PivhNet.forward
+
+    def spy(self: PivhNet, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.training:
+            seen.append(int(image.shape[-1]))
+        return forward(self, image)
+
+    def no_batch_resize(*_args: object) -> None:
+        raise AssertionError("batch resized although items are already low-res")
+
+    monkeypatch.setattr(PivhNet, "forward", spy)
+    monkeypatch.setattr(train_mod, "low_res_batch", no_batch_resize)
+    config = tiny_config(
+        epochs=3, low_res_epochs=2, low_res_size=64, low_res_resize_first=True,
+        model=ModelConfig(input_size=96, width=4, depth=(1, 1, 1, 1), attention_heads=1),
+    )  # fmt: skip
+    train(config, dataset_dir, tmp_path / "run", progress=False)
+    steps = len(seen) // 3
+    assert steps >= 1 and seen == [64] * (2 * steps) + [96] * steps
+
+
 def test_cli_epochs_override_keeps_the_low_res_share(dataset_dir: Path, tmp_path: Path) -> None:
     import argparse
 
