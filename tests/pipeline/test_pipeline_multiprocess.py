@@ -259,9 +259,12 @@ def test_recorder_gets_every_frame_after_it_connects(tmp_path: Path) -> None:
     )  # fmt: skip
     report = run_live(config, [probe], duration_s=60, on_tick=on_tick)
     assert report.reason == "source ended"
-    assert last_info["source_state"] == "ended" and last_info["sent"] == 120
+    # Real-time pacing drops frames the capture loop is too late for (as a live feed
+    # would) when the machine is busy, so count what was sent: seqs run 0..sent-1.
+    sent = last_info["sent"]
+    assert last_info["source_state"] == "ended" and 60 < sent <= 120
     # Frames sent before the recorder's connection completed were counted as dropped;
     # from then on it got every one, in order.
-    assert probe.seqs == list(range(120 - len(probe.seqs), 120))
-    assert len(probe.seqs) + last_info["record_dropped"] == 120
+    assert probe.seqs == list(range(sent - len(probe.seqs), sent))
+    assert len(probe.seqs) + last_info["record_dropped"] == sent
     assert len(probe.seqs) > 60
