@@ -519,10 +519,8 @@ def test_low_res_batch_resizes_images_and_heatmap_targets() -> None:
     assert float(small[0, 0, 128, 128]) == 1.0 and float(small[0, 0, 10, 10]) == 0.0
 
 
-def test_low_res_epochs_train_on_smaller_batches(
-    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first epochs see low_res_size inputs, later ones (and validation) the full size."""
+def _training_input_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that collects the side of every image PivhNet sees in training mode."""
     from pivh_live.training.network import PivhNet
 
     seen: list[int] = []
@@ -534,6 +532,14 @@ def test_low_res_epochs_train_on_smaller_batches(
         return forward(self, image)
 
     monkeypatch.setattr(PivhNet, "forward", spy)
+    return seen
+
+
+def test_low_res_epochs_train_on_smaller_batches(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first epochs see low_res_size inputs, later ones (and validation) the full size."""
+    seen = _training_input_sizes(monkeypatch)
     config = tiny_config(epochs=3, low_res_epochs=2, low_res_size=64, model=ModelConfig(
         input_size=96, width=4, depth=(1, 1, 1, 1), attention_heads=1
     ))  # fmt: skip
@@ -577,20 +583,11 @@ def test_resize_first_low_res_epochs_train_on_smaller_items(
 ) -> None:
     """low_res_resize_first: low-res epochs get small items; the batch is not resized again."""
     import pivh_live.training.train as train_mod
-    from pivh_live.training.network import PivhNet
-
-    seen: list[int] = []
-    forward = PivhNet.forward
-
-    def spy(self: PivhNet, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.training:
-            seen.append(int(image.shape[-1]))
-        return forward(self, image)
 
     def no_batch_resize(*_args: object) -> None:
         raise AssertionError("batch resized although items are already low-res")
 
-    monkeypatch.setattr(PivhNet, "forward", spy)
+    seen = _training_input_sizes(monkeypatch)
     monkeypatch.setattr(train_mod, "low_res_batch", no_batch_resize)
     config = tiny_config(
         epochs=3, low_res_epochs=2, low_res_size=64, low_res_resize_first=True,
