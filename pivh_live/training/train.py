@@ -302,6 +302,8 @@ def _build(config: TrainConfig, device: Any, n_train: int) -> tuple[Any, Any, An
     model = PivhNet(config.model).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+        if config.nchw_stem:
+            keep_stem_nchw(model)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW(
@@ -321,6 +323,22 @@ def _build(config: TrainConfig, device: Any, n_train: int) -> tuple[Any, Any, An
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return model, optimizer, scheduler, steps
+
+
+def keep_stem_nchw(model: Any) -> None:
+    """Run ``model.stem`` (of a channels-last model) in NCHW, its output as NHWC.
+
+    Only memory layouts change, not the arithmetic: CPU batch norm is slow on
+    NHWC tensors with few channels (8 at half the input side in the stem), and
+    the layers after the stem prefer NHWC.
+    """
+    import torch
+
+    def to_nhwc(_module: Any, _inputs: Any, output: Any) -> Any:
+        return output.contiguous(memory_format=torch.channels_last)
+
+    model.stem.to(memory_format=torch.contiguous_format)
+    model.stem.register_forward_hook(to_nhwc)
 
 
 def autocast_for(precision: str, device: Any) -> Any:

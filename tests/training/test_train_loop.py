@@ -614,3 +614,49 @@ def test_cli_epochs_override_keeps_the_low_res_share(dataset_dir: Path, tmp_path
     best = train_from_cli(args)
     saved = torch.load(best, map_location="cpu", weights_only=True)["train_config"]
     assert saved["epochs"] == 2 and saved["low_res_epochs"] == 1
+
+
+def test_nchw_stem_changes_layouts_not_results() -> None:
+    """keep_stem_nchw: stem weights NCHW, the rest NHWC, same outputs and gradients."""
+    import copy
+
+    from pivh_live.training.network import PivhNet
+    from pivh_live.training.train import keep_stem_nchw
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(input_size=64, width=16, depth=(1, 1, 1, 1), attention_heads=1, dropout=0.0)
+    nhwc = PivhNet(cfg).train().to(memory_format=torch.channels_last)
+    mixed = copy.deepcopy(nhwc)
+    keep_stem_nchw(mixed)
+    seen: list[torch.Tensor] = []
+    mixed.stages[0].register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0]))
+    stem_weight = mixed.stem[2][0].weight  # (16, 8, 3, 3): the layouts differ
+    assert stem_weight.is_contiguous() and not stem_weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    assert mixed.stages[1][0].pw[0].weight.is_contiguous(memory_format=torch.channels_last)
+    image = torch.rand(4, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+    outs = [model(image) for model in (nhwc, mixed)]
+    assert seen and seen[0].is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for out in outs:
+        sum(o.float().square().mean() for o in out).backward()
+    # float32 sums in another order: about 1e-5 of the largest gradient
+    scale = max(float(p.grad.abs().max()) for p in nhwc.parameters())
+    for (name, a), b in zip(nhwc.named_parameters(), mixed.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4 * scale, msg=name)
+
+
+def test_training_with_nchw_stem(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pivh_live.training.train as train_mod
+
+    calls: list[object] = []
+    real = train_mod.keep_stem_nchw
+    monkeypatch.setattr(train_mod, "keep_stem_nchw", lambda m: (calls.append(m), real(m)))
+    best = train(tiny_config(nchw_stem=True), dataset_dir, tmp_path / "run", progress=False)
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    assert len(calls) == 1 and ckpt["train_config"]["nchw_stem"] is True
+    assert all(math.isfinite(float(v.float().abs().sum())) for v in ckpt["state_dict"].values())

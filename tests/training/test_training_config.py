@@ -69,6 +69,7 @@ def test_unknown_nested_key(tmp_path: Path) -> None:
         ('{"epochs": "ten"}', r"'epochs' must be an integer, got string"),
         ('{"epochs": 2.5}', r"'epochs' must be an integer"),
         ('{"channels_last": 1}', r"'channels_last' must be a boolean"),
+        ('{"nchw_stem": "yes"}', r"'nchw_stem' must be a boolean"),
         ('{"lr": true}', r"'lr' must be a number"),
         ('{"augment": {"gain": 1.2}}', r"'augment\.gain' must be a list of 2 numbers"),
         ('{"augment": {"gain": [1, 2, 3]}}', r"'augment\.gain' must be a list of 2 numbers"),
