@@ -638,8 +638,8 @@ def test_nchw_stem_changes_layouts_not_results() -> None:
     image = torch.rand(4, 1, 64, 64).contiguous(memory_format=torch.channels_last)
     outs = [model(image) for model in (nhwc, mixed)]
     assert seen and seen[0].is_contiguous(memory_format=torch.channels_last)
-    for a, b in zip(*outs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(*outs, strict=True):  # float32 sums in another order
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * max(1.0, float(a.abs().max())))
     for out in outs:
         sum(o.float().square().mean() for o in out).backward()
     # float32 sums in another order: about 1e-5 of the largest gradient
