@@ -148,8 +148,9 @@ class TrainConfig:
     # With channels_last: keep the two stem convolutions (1-16 channels at
     # the highest resolutions) in NCHW and hand their output to the rest of
     # the network as NHWC. The same arithmetic, but CPU batch norm on an
-    # 8-channel NHWC tensor is slow: the training step takes about 0.8-0.85x
-    # the time. Off by default so existing recipes train bit-for-bit as before.
+    # 8-channel NHWC tensor is slow: about 0.82x the epoch time in a short
+    # run, about 0.9x over a full one (Intel Xeon host, docs/training.md v25).
+    # Off by default so existing recipes train bit-for-bit as before.
     nchw_stem: bool = False
     # "bf16": forward pass under bfloat16 autocast (weights, optimizer and
     # validation stay float32); falls back to "fp32" where the device lacks bf16.
