@@ -201,24 +201,6 @@ def test_severe_evidence_alerts_even_below_the_pivh_threshold() -> None:
     assert last.alert
 
 
-def test_grade_thresholds_never_ask_less_than_the_operating_point_below() -> None:
-    cfg = SmoothingConfig.from_thresholds(0.6, 0.7)
-    assert cfg.onset_thresholds == (0.6, 0.6, 0.7, 0.7)
-    cfg = SmoothingConfig.from_thresholds(0.3, 0.4, grade2_threshold=0.45, grade4_threshold=0.8)
-    assert cfg.onset_thresholds == (0.3, 0.45, 0.4, 0.8)
-
-
-def test_grade_iv_needs_the_severe_operating_point() -> None:
-    # P(>= IV) = P(>= III) = 0.6: over the default grade-IV level (0.5) but under
-    # the severe threshold, so the clip is not severe: grade II, never IV.
-    sm = TemporalSmoother(SmoothingConfig.from_thresholds(0.5, 0.65))
-    last = feed(sm, 0, 3000, 40, score_cum(0.9, 0.8, 0.6, 0.6))[-1]
-    assert last.grade == 2
-    assert sm.summary().worst_grade == 2
-    sm = TemporalSmoother(SmoothingConfig.from_thresholds(0.5, 0.55))
-    assert feed(sm, 0, 3000, 40, score_cum(0.9, 0.8, 0.6, 0.6))[-1].grade == 4
-
-
 def test_worst_grade_needs_a_sustained_grade_not_a_spike() -> None:
     sm = TemporalSmoother(raw(grade_min_s=0.5, onset_min_s=0.3))
     feed(sm, 0, 1000, 40, score_cum(0.1))

@@ -28,9 +28,8 @@ class SmoothingConfig:
 
     ``pivh_threshold`` applies to P(grade >= I), ``severe_threshold`` to
     P(grade >= III); ``grade2_threshold`` / ``grade4_threshold`` to
-    P(grade >= II) / P(grade >= IV), but never below the operating point of
-    the grade under them (see ``onset_thresholds``). The alert turns off below
-    each threshold minus ``hysteresis`` (never below ``offset_floor``).
+    P(grade >= II) / P(grade >= IV). The alert turns off below each threshold
+    minus ``hysteresis`` (never below ``offset_floor``).
     """
 
     pivh_threshold: float = 0.5
@@ -107,20 +106,12 @@ class SmoothingConfig:
 
     @property
     def onset_thresholds(self) -> tuple[float, float, float, float]:
-        """Thresholds on P(grade >= g) for g = I..IV.
-
-        A grade never needs less evidence than the operating point below it:
-        grade II uses ``max(grade2_threshold, pivh_threshold)`` and grade IV
-        ``max(grade4_threshold, severe_threshold)``. Since P(>= IV) <= P(>= III),
-        a grade-IV threshold under the severe one would grade a clip IV (severe)
-        on evidence the severe operating point was chosen to reject.
-        """
-        pivh, severe = self.pivh_threshold, self.severe_threshold
+        """Thresholds on P(grade >= g) for g = I..IV."""
         return (
-            pivh,
-            max(self.grade2_threshold, pivh),
-            severe,
-            max(self.grade4_threshold, severe),
+            self.pivh_threshold,
+            self.grade2_threshold,
+            self.severe_threshold,
+            self.grade4_threshold,
         )
 
     @property
