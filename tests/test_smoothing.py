@@ -387,6 +387,37 @@ def test_random_streams_keep_the_invariants(frames, pivh, severe) -> None:
     assert len(summary.keyframes) <= sm.config.max_keyframes
 
 
+def test_grade_flickering_between_iii_and_iv_still_shows_iii() -> None:
+    """Sustained severe evidence whose exact level flickers must not leave the display low."""
+    sm = TemporalSmoother(raw(grade_min_s=0.5))
+    feed(sm, 0, 2000, 40, score_cum(0.9, 0.8))
+    assert sm.state().grade == 2
+    iii, iv = score_cum(0.95, 0.9, 0.8), score_cum(0.95, 0.9, 0.8, 0.7)
+    states = [sm.update(t * MS, iii if (t // 40) % 2 else iv) for t in range(2000, 4000, 40)]
+    by_t = {s.t_ns // MS: s for s in states}
+    assert by_t[2480].grade == 2
+    assert by_t[2520].grade == 3  # candidate >= III for 500 ms, never IV for 500 ms
+    assert all(s.grade == 3 for s in states if s.t_ns >= 2520 * MS)
+    # Falling works the same way: <= I (flickering 0/I) for 500 ms lowers it to I.
+    low = [
+        sm.update(t * MS, score_cum(0.6) if (t // 40) % 2 else score_cum(0.45))
+        for t in range(4000, 5000, 40)
+    ]
+    by_t = {s.t_ns // MS: s for s in low}
+    assert by_t[4480].grade == 3
+    assert by_t[4520].grade == 1
+
+
+def test_grade_from_starting_is_the_level_held_throughout() -> None:
+    sm = TemporalSmoother(raw(grade_min_s=0.5, onset_min_s=0.3))
+    hi, lo = score_cum(0.9, 0.8, 0.7), score_cum(0.9, 0.8)
+    states = [sm.update(t * MS, hi if (t // 40) % 2 else lo) for t in range(0, 1000, 40)]
+    assert all(s.grade is None for s in states if s.t_ns < 320 * MS)
+    # Alert on at 0.3 s with no stable grade yet: I; then II, held >= II from the start.
+    assert {s.grade for s in states if 320 * MS <= s.t_ns < 520 * MS} == {1}
+    assert {s.grade for s in states if s.t_ns >= 520 * MS} == {2}
+
+
 def test_grade_change_needs_grade_min_s_and_best_evidence_is_strongest_frame() -> None:
     sm = TemporalSmoother(raw(grade_min_s=0.5))
     feed(sm, 0, 2000, 40, score_cum(0.9, 0.8))

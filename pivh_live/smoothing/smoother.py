@@ -133,8 +133,10 @@ class TemporalSmoother:
         """Restart the decision state; the summary is kept."""
         self._end_alert(end_t)
         self._pending_since: int | None = None
-        self._cand = 0
-        self._cand_since: int | None = None
+        # Per grade level g (index 0-4): since when the candidate grade has been
+        # continuously >= g (`_up_since`) and <= g (`_down_since`).
+        self._up_since: list[int | None] = [None] * N_GRADES
+        self._down_since: list[int | None] = [None] * N_GRADES
         self._stable: int | None = None
         self._grade: int | None = None
         self._no_valid = False
@@ -239,7 +241,8 @@ class TemporalSmoother:
         if frozen and not self._frozen:
             # Time spent frozen must not count toward any pending change.
             self._pending_since = None
-            self._cand_since = None
+            self._up_since = [None] * N_GRADES
+            self._down_since = [None] * N_GRADES
         self._frozen = frozen
 
         valid = probs is not None and p_valid >= self.config.valid_threshold
@@ -319,10 +322,7 @@ class TemporalSmoother:
             else:
                 self._pending_since = None
 
-        if cand != self._cand or self._cand_since is None:
-            self._cand, self._cand_since = cand, t
-        if t - self._cand_since >= self._grade_ns:
-            self._stable = cand
+        self._update_stable(t, cand)
 
         # Grade > 0 exactly while the alert is on, so the display never pairs
         # an alert with "grade 0" or a grade with no alert.
@@ -335,6 +335,37 @@ class TemporalSmoother:
         self._grade = grade
         if grade is not None:
             self._record(t, probs, grade, onset)
+
+    def _update_stable(self, t: int, cand: int) -> None:
+        """Move the stable grade to a level the candidate has held for `grade_min_s`.
+
+        Ordinal, not exact: the grade rises to the lowest candidate seen over the
+        last `grade_min_s` and falls to the highest, so a candidate flickering
+        between III and IV after II still raises the display to III.
+        """
+        up, down, need = self._up_since, self._down_since, self._grade_ns
+        for g in range(N_GRADES):
+            if cand >= g:
+                if up[g] is None:
+                    up[g] = t
+            else:
+                up[g] = None
+            if cand <= g:
+                if down[g] is None:
+                    down[g] = t
+            else:
+                down[g] = None
+        held_lo = next(
+            (g for g in range(N_GRADES - 1, -1, -1) if up[g] is not None and t - up[g] >= need),
+            None,
+        )
+        if held_lo is None:  # not yet grade_min_s since the segment (re)started
+            return
+        held_hi = next(g for g in range(N_GRADES) if down[g] is not None and t - down[g] >= need)
+        if self._stable is None or held_lo > self._stable:
+            self._stable = held_lo
+        elif held_hi < self._stable:
+            self._stable = held_hi
 
     def _record(self, t: int, probs: tuple[float, ...], grade: int, onset: bool) -> None:
         if grade > self._worst:

@@ -201,7 +201,8 @@ def test_review_page_timeline_and_findings_seek_the_player(context, review_serve
     assert points == n
     assert page.locator("#timeline-svg rect.alert-span").count() == 1
     marks = page.locator("#timeline-svg .finding-mark").count()
-    assert marks == len(group_findings(store.findings(sid))) == 2
+    # Onset at grade I, then II and III as each level has been held for grade_min_s.
+    assert marks == len(group_findings(store.findings(sid))) == 3
 
     onset = next(f for f in store.findings(sid) if f.kind == "alert_onset")
     page.locator(f'.finding[data-seq="{onset.seq}"]').click()
