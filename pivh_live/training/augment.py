@@ -54,6 +54,10 @@ class AugmentConfig:
     # their exact random sequence (and weights).
     p_aspect: float = 0.0
     aspect: tuple[float, float] = (0.8, 1.25)
+    # Label-safe zoom (off by default, draws nothing when off): a window 1/z of the
+    # content box, log-uniform z, placed so that every lesion pixel stays in view.
+    p_zoom: float = 0.0
+    zoom: tuple[float, float] = (1.2, 2.0)
 
 
 def full_box(image: np.ndarray) -> Box:
@@ -115,6 +119,48 @@ def shift_matrix(rng: np.random.Generator, max_shift: float, box: Box) -> np.nda
     dx = rng.uniform(-max_shift, max_shift) * w
     dy = rng.uniform(-max_shift, max_shift) * h
     return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def _mask_box(mask: Mask, matrix: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Bounding box (x0, y0, x1, y1) of the mask's pixels after ``matrix``; None if empty."""
+    if mask is None:
+        return None
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    x0, x1, y0, y1 = xs.min() - 2.0, xs.max() + 2.0, ys.min() - 2.0, ys.max() + 2.0
+    corners = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x0, y1, 1.0], [x1, y1, 1.0]]).T
+    out = (np.asarray(matrix, dtype=np.float64) @ corners)[:2]
+    return float(out[0].min()), float(out[1].min()), float(out[0].max()), float(out[1].max())
+
+
+def zoom_matrix(
+    z: float, u: float, v: float, box: Box, keep: tuple[float, float, float, float] | None
+) -> np.ndarray | None:
+    """Magnify a window 1/``z`` of ``box`` to fill it; ``keep`` (x0, y0, x1, y1) stays inside.
+
+    ``u``, ``v`` in [0, 1) place the window among the positions that contain ``keep``;
+    ``z`` shrinks until ``keep`` fits. None when no zoom above 1 fits (the lesion is
+    already most of the picture, or reaches outside the box).
+    """
+    top, left, bh, bw = box
+    lo_x, lo_y, hi_x, hi_y = float(left), float(top), float(left + bw), float(top + bh)
+    if keep is not None:
+        kx0, ky0 = max(keep[0], lo_x), max(keep[1], lo_y)
+        kx1, ky1 = min(keep[2], hi_x), min(keep[3], hi_y)
+        if kx1 <= kx0 or ky1 <= ky0:
+            return None
+        z = min(z, bw / (kx1 - kx0), bh / (ky1 - ky0))
+    if z <= 1.0 + 1e-3:
+        return None
+    ww, wh = bw / z, bh / z
+    x_min, x_max, y_min, y_max = lo_x, hi_x - ww, lo_y, hi_y - wh
+    if keep is not None:
+        x_min, x_max = max(x_min, kx1 - ww), min(x_max, kx0)
+        y_min, y_max = max(y_min, ky1 - wh), min(y_max, ky0)
+    wx = x_min + u * max(x_max - x_min, 0.0)
+    wy = y_min + v * max(y_max - y_min, 0.0)
+    return np.array([[z, 0.0, lo_x - z * wx], [0.0, z, lo_y - z * wy], [0.0, 0.0, 1.0]])
 
 
 def warp(image: np.ndarray, mask: Mask, matrix: np.ndarray, box: Box) -> Pair:
@@ -267,7 +313,9 @@ class Augmenter:
     """Config-driven random pipeline: ``augmenter(image, mask, box, rng) -> (image, mask)``.
 
     ``image`` is uint8 (H, W); ``mask`` uint8 (H, W) (0-255 coverage) or None;
-    ``box`` the letterbox content box (top, left, h, w). ``stretch`` is how
+    ``box`` the letterbox content box (top, left, h, w). ``may_zoom`` False (a
+    frame graded as showing a lesion that its mask does not mark) skips the zoom,
+    which is label-safe only when every lesion pixel is known. ``stretch`` is how
     much taller than true proportions the image is (rows per column of the
     region, over 1; a "stretch" fit): the geometric transforms are built in true
     proportions and then stretched, so a rotation stays a rotation of the
@@ -284,6 +332,7 @@ class Augmenter:
         box: Box | None,
         rng: np.random.Generator,
         stretch: float = 1.0,
+        may_zoom: bool = True,
     ) -> Pair:
         c = self.config
         if not c.enabled:
@@ -304,6 +353,12 @@ class Augmenter:
         if stretch != 1.0:
             s = np.diag([1.0, stretch, 1.0])
             matrix = s @ matrix @ np.diag([1.0, 1.0 / stretch, 1.0])
+        if c.p_zoom > 0.0 and rng.random() < c.p_zoom:
+            z = math.exp(rng.uniform(math.log(c.zoom[0]), math.log(c.zoom[1])))
+            u, v = float(rng.random()), float(rng.random())
+            zm = zoom_matrix(z, u, v, box, _mask_box(mask, matrix)) if may_zoom else None
+            if zm is not None:
+                matrix = zm @ matrix
         if not np.array_equal(matrix, np.eye(3)):
             image, mask = warp(image, mask, matrix, box)
         curves = []

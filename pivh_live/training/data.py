@@ -352,7 +352,10 @@ class FrameDataset:
             s = self.size // 8
         if self.augmenter is not None:
             rng = np.random.default_rng([self.seed, self.epoch, int(row)])
-            image, mask = self.augmenter(image, mask, box, rng, case.stretch)
+            # The zoom keeps every masked pixel in view; a graded lesion without a mask
+            # could leave it, so such frames are not zoomed.
+            may_zoom = int(fs.grade[row]) <= 0 or (mask is not None and bool(mask.any()))
+            image, mask = self.augmenter(image, mask, box, rng, case.stretch, may_zoom)
         if mask is None:
             heat = np.zeros((s, s), dtype=np.float32)
         else:

@@ -202,3 +202,52 @@ def test_aspect_off_draws_nothing() -> None:
     after_a, after_b, after_c = a.random(), b.random(), c.random()
     assert after_a == after_b
     assert after_c != after_a  # switched on, it takes its own draw
+
+
+ZOOM_ONLY = dataclasses.replace(
+    GEOMETRIC_ONLY, p_flip=0.0, p_rotate=0.0, p_depth=0.0, p_shift=0.0, p_zoom=1.0, zoom=(1.5, 2.0)
+)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_zoom_keeps_every_lesion_pixel_in_view(seed: int) -> None:
+    image, mask = _square(60 + 15 * seed, 20 + 25 * seed, side=20)
+    out, out_mask = Augmenter(ZOOM_ONLY)(image, mask, BOX, np.random.default_rng(seed))
+    area = (out_mask > 127).sum()
+    # Magnified 1.5-2x in each direction and nothing cut off: 2.25-4x the area.
+    assert 2.0 * (mask > 127).sum() <= area <= 4.2 * (mask > 127).sum()
+    top, left, h, w = BOX
+    ys, xs = np.nonzero(out_mask)
+    assert ys.min() > top and ys.max() < top + h - 1 and xs.min() > left and xs.max() < left + w - 1
+    np.testing.assert_allclose(_centroid(out > 200), _centroid(out_mask > 127), atol=1.0)
+
+
+def test_zoom_shrinks_to_fit_a_large_lesion() -> None:
+    image, mask = _square(80, 60, side=130)
+    _out, out_mask = Augmenter(ZOOM_ONLY)(image, mask, BOX, np.random.default_rng(0))
+    ys, xs = np.nonzero(out_mask > 127)
+    assert 130 < xs.max() - xs.min() + 1 <= 192 + 1  # zoomed, but at most to the box height
+    assert ys.min() >= 32 and ys.max() <= 32 + 192
+
+
+def test_zoom_fills_the_box_on_a_normal_frame() -> None:
+    image = _speckle_image()
+    out, out_mask = Augmenter(ZOOM_ONLY)(image, None, BOX, np.random.default_rng(1))
+    assert out_mask is None
+    top, left, h, w = BOX
+    assert (out[top : top + h, left : left + w] > 0).mean() > 0.99
+    assert not np.array_equal(out, image)
+
+
+def test_zoom_is_skipped_when_the_lesion_is_not_marked() -> None:
+    image, _mask = _square(100, 100)
+    out, _ = Augmenter(ZOOM_ONLY)(image, None, BOX, np.random.default_rng(2), may_zoom=False)
+    np.testing.assert_array_equal(out, image)
+
+
+def test_zoom_off_draws_nothing() -> None:
+    image, mask = _square(100, 100)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    Augmenter(AugmentConfig())(image, mask, BOX, a)
+    Augmenter(AugmentConfig(p_zoom=0.0, zoom=(3.0, 4.0)))(image, mask, BOX, b)
+    assert a.random() == b.random()
