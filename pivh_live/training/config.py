@@ -215,6 +215,7 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.lr <= 0 or self.samples_per_epoch < 0 or self.num_workers < 0:
             raise ConfigError("lr must be > 0, samples_per_epoch and num_workers >= 0")
+        _check_augment(self.augment)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -225,6 +226,29 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+# Ranges that scale something and so must be positive; the zoom magnifies, so >= 1.
+_SCALE_RANGES = ("depth_scale", "gain", "gamma", "dynamic_range", "aspect")
+
+
+def _check_augment(a: AugmentConfig) -> None:
+    """Probabilities in [0, 1] and (low, high) ranges in order, named by their config key."""
+    for f in dataclasses.fields(a):
+        value = getattr(a, f.name)
+        if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"augment.{f.name} must be in [0, 1], got {value}")
+        if isinstance(value, tuple) and value[0] > value[1]:
+            raise ConfigError(
+                f"augment.{f.name} must be [low, high] with low <= high, got {list(value)}"
+            )
+    for name in _SCALE_RANGES:
+        if getattr(a, name)[0] <= 0.0:
+            raise ConfigError(f"augment.{name} must be above 0, got {list(getattr(a, name))}")
+    if a.zoom[0] < 1.0:
+        raise ConfigError(f"augment.zoom must be >= 1 (a magnification), got {list(a.zoom)}")
+    if a.max_rotate_deg < 0 or a.max_shift < 0:
+        raise ConfigError("augment.max_rotate_deg and augment.max_shift must be >= 0")
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

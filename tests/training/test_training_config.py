@@ -107,3 +107,19 @@ def test_model_tta_is_checked(tmp_path: Path) -> None:
     assert load_config(_write(tmp_path, '{"model": {"tta": "hflip"}}')).model.tta == "hflip"
     with pytest.raises(ConfigError, match=r"model\.tta must be one of none, hflip"):
         load_config(_write(tmp_path, '{"model": {"tta": "vflip"}}'))
+
+
+@pytest.mark.parametrize(
+    ("augment", "pattern"),
+    [
+        ({"p_zoom": 1.5}, r"augment\.p_zoom must be in \[0, 1\]"),
+        ({"zoom": [2.0, 1.5]}, r"augment\.zoom must be \[low, high\]"),
+        ({"zoom": [0.5, 2.0]}, r"augment\.zoom must be >= 1"),
+        ({"gamma": [0.0, 1.2]}, r"augment\.gamma must be above 0"),
+        ({"max_shift": -0.1}, r"augment\.max_rotate_deg and augment\.max_shift"),
+    ],
+)
+def test_augment_ranges_are_checked(augment: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        TrainConfig.from_dict({"augment": augment})
+    TrainConfig.from_dict({"augment": {"p_zoom": 0.3, "zoom": [1.2, 2.0]}})  # the v26 values pass
