@@ -285,8 +285,11 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
+            name = f"{prefix}{key}"
+            if not name.isprintable():  # a newline or control character: keep one line
+                name = name.encode("unicode_escape").decode("ascii")
             raise ConfigError(
-                f"unknown config key '{prefix}{key}'; valid keys: {', '.join(sorted(fields))}"
+                f"unknown config key '{name}'; valid keys: {', '.join(sorted(fields))}"
             )
         values[key] = _convert(hints[key], value, f"{prefix}{key}")
     return cls(**values)

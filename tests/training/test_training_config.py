@@ -123,3 +123,10 @@ def test_augment_ranges_are_checked(augment: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         TrainConfig.from_dict({"augment": augment})
     TrainConfig.from_dict({"augment": {"p_zoom": 0.3, "zoom": [1.2, 2.0]}})  # the v26 values pass
+
+
+def test_unknown_key_with_a_newline_stays_one_line() -> None:
+    # Found by the fuzz test (tests/reliability): the key is echoed in the message.
+    with pytest.raises(ConfigError, match=r"unknown config key 'model\.\\n'") as info:
+        TrainConfig.from_dict({"model": {"\n": None}})
+    assert "\n" not in str(info.value)
