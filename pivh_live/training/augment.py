@@ -140,8 +140,8 @@ def zoom_matrix(
     """Magnify a window 1/``z`` of ``box`` to fill it; ``keep`` (x0, y0, x1, y1) stays inside.
 
     ``u``, ``v`` in [0, 1) place the window among the positions that contain ``keep``;
-    ``z`` shrinks until ``keep`` fits. None when no zoom above 1 fits (the lesion is
-    already most of the picture, or reaches outside the box).
+    ``z`` shrinks until ``keep`` (its part inside ``box``) fits. None when no zoom
+    above 1 fits (the lesion already fills the box) or ``keep`` lies wholly outside it.
     """
     top, left, bh, bw = box
     lo_x, lo_y, hi_x, hi_y = float(left), float(top), float(left + bw), float(top + bh)
