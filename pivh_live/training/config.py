@@ -245,6 +245,10 @@ def _check_augment(a: AugmentConfig) -> None:
     for name in _SCALE_RANGES:
         if getattr(a, name)[0] <= 0.0:
             raise ConfigError(f"augment.{name} must be above 0, got {list(getattr(a, name))}")
+    if a.blur_sigma[0] <= 0.0 or a.speckle[0] < 0.0 or a.noise_sigma[0] < 0.0:
+        raise ConfigError(
+            "augment.blur_sigma must be above 0, augment.speckle and noise_sigma >= 0"
+        )
     if a.zoom[0] < 1.0:
         raise ConfigError(f"augment.zoom must be >= 1 (a magnification), got {list(a.zoom)}")
     if a.max_rotate_deg < 0 or a.max_shift < 0:

@@ -117,6 +117,8 @@ def test_model_tta_is_checked(tmp_path: Path) -> None:
         ({"zoom": [0.5, 2.0]}, r"augment\.zoom must be >= 1"),
         ({"gamma": [0.0, 1.2]}, r"augment\.gamma must be above 0"),
         ({"max_shift": -0.1}, r"augment\.max_rotate_deg and augment\.max_shift"),
+        ({"blur_sigma": [0.0, 1.0]}, r"augment\.blur_sigma must be above 0"),
+        ({"noise_sigma": [-1.0, 2.0]}, r"speckle and noise_sigma >= 0"),
     ],
 )
 def test_augment_ranges_are_checked(augment: dict, pattern: str) -> None:
