@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,6 +131,7 @@ def _train(
     log.info("class weights (grades 0-IV): %s", np.round(weights.numpy(), 3).tolist())
 
     model, optimizer, scheduler, steps = _build(config, device, len(train_set))
+    step_model = compiled_for_training(model) if config.torch_compile else model
     ema = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     deployed = ema.module if ema is not None else model  # what is validated and saved
     start_epoch, best_score = 0, -math.inf
@@ -148,7 +150,7 @@ def _train(
     for epoch in range(start_epoch, stop):
         t0 = time.monotonic()
         losses = _train_epoch(
-            model, optimizer, scheduler, loader_data, weights, epoch, steps, ctx, progress
+            step_model, optimizer, scheduler, loader_data, weights, epoch, steps, ctx, progress
         )
         validated = epoch + 1 >= config.val_from_epoch
         if validated:
@@ -323,6 +325,31 @@ def _build(config: TrainConfig, device: Any, n_train: int) -> tuple[Any, Any, An
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return model, optimizer, scheduler, steps
+
+
+CXX_COMPILERS = ("g++", "c++", "clang++")
+
+
+def compiled_for_training(model: Any) -> Any:
+    """``model`` wrapped by ``torch.compile`` for the training step (weights shared).
+
+    Without a C++ compiler (Inductor's CPU backend needs one) the plain module
+    comes back with a warning; a graph that fails to compile later runs eagerly
+    (dynamo's ``suppress_errors``), so a run is never lost to the compiler.
+    """
+    import torch
+    import torch._dynamo
+
+    if not any(shutil.which(c) for c in CXX_COMPILERS):
+        log.warning(
+            "torch_compile: no C++ compiler (%s) found; training uncompiled "
+            "(install g++ to use it)",
+            ", ".join(CXX_COMPILERS),
+        )
+        return model
+    torch._dynamo.config.suppress_errors = True
+    log.info("torch_compile: the first step at each input size compiles (about a minute)")
+    return torch.compile(model, dynamic=False)
 
 
 def keep_stem_nchw(model: Any) -> None:
