@@ -156,12 +156,14 @@ class TrainConfig:
     # validation stay float32); falls back to "fp32" where the device lacks bf16.
     precision: str = "fp32"
     # Run the training step through torch.compile (Inductor fuses batch norm,
-    # activations and their gradients: about 0.75x the step time at 320 px on
-    # the 2-core Intel host, docs/training.md). Each input size compiles once,
-    # about a minute. Needs a C++ compiler; without one, or if compiling fails,
-    # training goes on uncompiled with a warning. Validation, checkpoints and
-    # export use the plain module. Off by default: the fused kernels round
-    # differently, so an existing recipe would not train bit for bit as before.
+    # activations and their gradients). On the 2-core Intel host: 0.75x the
+    # step alone at 320 px, but 0.89x the epoch (augmentation and the loss are
+    # not compiled) and 69 min for the full recipe (docs/training.md, v27).
+    # Each input size compiles once, about a minute. Needs a C++ compiler;
+    # without one, or if compiling fails, training goes on uncompiled with a
+    # warning. Validation, checkpoints and export use the plain module. Off by
+    # default: the fused kernels round differently, so an existing recipe would
+    # not train bit for bit as before.
     torch_compile: bool = False
     decode_workers: int = 2
     model: ModelConfig = field(default_factory=ModelConfig)
