@@ -95,9 +95,23 @@ def train(
     flushing = flushes_denormals()
     torch.set_flush_denormal(True)
     try:
-        return _train(config, data_dir, out_dir, val_dir, resume, progress, max_epochs, train_only)
+        with _compile_fallback(config.torch_compile):
+            return _train(
+                config, data_dir, out_dir, val_dir, resume, progress, max_epochs, train_only
+            )
     finally:
         torch.set_flush_denormal(flushing)
+
+
+def _compile_fallback(enabled: bool) -> Any:
+    """For a compiled run: a graph that fails to compile runs eagerly (this run only)."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext()
+    import torch._dynamo
+
+    return torch._dynamo.config.patch(suppress_errors=True)
 
 
 def flushes_denormals() -> bool:
@@ -334,11 +348,11 @@ def compiled_for_training(model: Any) -> Any:
     """``model`` wrapped by ``torch.compile`` for the training step (weights shared).
 
     Without a C++ compiler (Inductor's CPU backend needs one) the plain module
-    comes back with a warning; a graph that fails to compile later runs eagerly
-    (dynamo's ``suppress_errors``), so a run is never lost to the compiler.
+    comes back with a warning; in `train`, a graph that fails to compile later
+    runs eagerly (dynamo's ``suppress_errors``), so a run is never lost to the
+    compiler.
     """
     import torch
-    import torch._dynamo
 
     if not any(shutil.which(c) for c in CXX_COMPILERS):
         log.warning(
@@ -347,7 +361,6 @@ def compiled_for_training(model: Any) -> Any:
             ", ".join(CXX_COMPILERS),
         )
         return model
-    torch._dynamo.config.suppress_errors = True
     log.info("torch_compile: the first step at each input size compiles (about a minute)")
     return torch.compile(model, dynamic=False)
 

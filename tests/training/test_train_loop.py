@@ -693,6 +693,9 @@ def test_torch_compile_trains_the_shared_weights(
         progress=False,
     )
     assert len(wrapped) == 1 and wrapped[0].__class__.__name__ == "OptimizedModule"
+    import torch._dynamo
+
+    assert torch._dynamo.config.suppress_errors is False  # the run's fallback is put back
     plain = torch.load(base, map_location="cpu", weights_only=True)["state_dict"]
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     assert ckpt["train_config"]["torch_compile"] is True
