@@ -129,6 +129,12 @@ class TrainConfig:
     # (1 - p_true) ** focal_gamma, so frames the model already gets right count less and
     # the rare hard ones (a small infarct, a trap) more. 0 is the plain cross-entropy.
     focal_gamma: float = 0.0
+    # Size-balanced sampling: within each grade I-IV, frames whose lesion mask is
+    # smaller than that grade's ``small_lesion_quantile`` of mask areas are drawn
+    # ``small_lesion_weight`` x as often (with replacement), each grade keeping its
+    # share of the epoch. 1 is off: the seeded permutation as before.
+    small_lesion_weight: float = 1.0
+    small_lesion_quantile: float = 0.25
     w_grade: float = 1.0
     w_ordinal: float = 0.5
     w_valid: float = 0.5
@@ -221,6 +227,14 @@ class TrainConfig:
             )
         if not 0.0 <= self.focal_gamma <= 5.0:
             raise ConfigError(f"focal_gamma must be in [0, 5] (0 = off), got {self.focal_gamma}")
+        if not 1.0 <= self.small_lesion_weight <= 10.0:
+            raise ConfigError(
+                f"small_lesion_weight must be in [1, 10] (1 = off), got {self.small_lesion_weight}"
+            )
+        if not 0.0 < self.small_lesion_quantile < 1.0:
+            raise ConfigError(
+                f"small_lesion_quantile must be in (0, 1), got {self.small_lesion_quantile}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.lr <= 0 or self.samples_per_epoch < 0 or self.num_workers < 0:

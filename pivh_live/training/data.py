@@ -295,9 +295,50 @@ def class_weights(grade: np.ndarray, n_classes: int = 5, power: float = 0.5) -> 
     return w.astype(np.float32)
 
 
-def epoch_indices(n: int, samples: int, seed: int, epoch: int) -> np.ndarray:
-    """The rows one epoch visits: a seeded permutation, cut or repeated to ``samples``."""
+def small_lesion_weights(frames: FrameSet, factor: float, quantile: float) -> np.ndarray | None:
+    """Per-row sampling weights that draw each grade's smallest lesions ``factor`` x as often.
+
+    Within each grade I-IV, the frames with a mask whose lesion area (pixels of the
+    stored frame) lies below that grade's ``quantile`` of areas get ``factor``; the
+    weights are then scaled so that every grade, and grade 0 and ungraded frames,
+    keep the share of the epoch they have with uniform sampling: only which
+    lesions of a grade are seen changes, not the class balance. None when
+    ``factor`` is 1 or no frame qualifies (uniform sampling).
+    """
+    if factor == 1.0 or not frames.masks:
+        return None
+    w = np.ones(len(frames), dtype=np.float64)
+    area = np.zeros(len(frames), dtype=np.float64)
+    for row, mask in frames.masks.items():
+        area[row] = float(mask.sum(dtype=np.float64)) / 255.0
+    boosted = 0
+    for g in range(1, 5):
+        rows = np.flatnonzero((frames.grade == g) & (area > 0))
+        if rows.size < 2:
+            continue
+        cut = np.quantile(area[rows], quantile)
+        small = rows[area[rows] < cut]
+        if small.size == 0:
+            continue
+        w[small] = factor
+        w[rows] *= rows.size / w[rows].sum()  # the grade keeps its share of draws
+        boosted += small.size
+    return w / w.sum() if boosted else None
+
+
+def epoch_indices(
+    n: int, samples: int, seed: int, epoch: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """The rows one epoch visits: a seeded permutation, cut or repeated to ``samples``.
+
+    With ``weights`` (probabilities over the rows, ``small_lesion_weights``), the
+    rows are drawn with replacement in those proportions instead.
+    """
     rng = np.random.default_rng([seed, epoch, 0x5EED])
+    if weights is not None:
+        if weights.shape != (n,):
+            raise ValueError(f"weights must have shape ({n},), got {weights.shape}")
+        return rng.choice(n, size=samples if samples > 0 else n, replace=True, p=weights)
     if samples <= 0 or samples == n:
         return rng.permutation(n)
     reps = -(-samples // n)

@@ -132,7 +132,7 @@ def _train(
 ) -> Path:
     import torch
 
-    from pivh_live.training.data import class_weights
+    from pivh_live.training.data import class_weights, small_lesion_weights
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +143,16 @@ def _train(
     train_set, val_set, data_info = _load_data(config, dirs, val_dir, progress, extra)
     weights = torch.from_numpy(class_weights(train_set.grade, 5, config.class_weight_power))
     log.info("class weights (grades 0-IV): %s", np.round(weights.numpy(), 3).tolist())
+    sampling = small_lesion_weights(
+        train_set, config.small_lesion_weight, config.small_lesion_quantile
+    )
+    if sampling is not None:
+        log.info(
+            "size-balanced sampling: the smallest %.0f%% of each grade's lesions drawn %.3g x "
+            "as often",
+            100 * config.small_lesion_quantile,
+            config.small_lesion_weight,
+        )
 
     model, optimizer, scheduler, steps = _build(config, device, len(train_set))
     step_model = compiled_for_training(model) if config.torch_compile else model
@@ -159,6 +169,7 @@ def _train(
         "device": device,
         "autocast": autocast_for(config.precision, device),
         "ema": ema,
+        "sampling": sampling,
     }
     stop = config.epochs if max_epochs is None else min(config.epochs, start_epoch + max_epochs)
     for epoch in range(start_epoch, stop):
@@ -506,7 +517,9 @@ def _train_epoch(
     dataset.set_epoch(
         epoch, config.low_res_size if low_res and config.low_res_resize_first else None
     )
-    rows = epoch_indices(len(dataset), steps * config.batch_size, config.seed, epoch)
+    rows = epoch_indices(
+        len(dataset), steps * config.batch_size, config.seed, epoch, ctx.get("sampling")
+    )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=config.batch_size,

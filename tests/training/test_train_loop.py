@@ -19,9 +19,11 @@ from pivh_live.media import write_video  # noqa: E402
 from pivh_live.training.config import ModelConfig, TrainConfig  # noqa: E402
 from pivh_live.training.data import (  # noqa: E402
     FrameDataset,
+    FrameSet,
     class_weights,
     epoch_indices,
     load_frameset,
+    small_lesion_weights,
     split_cases,
 )
 from pivh_live.training.train import lr_factor, train  # noqa: E402
@@ -164,6 +166,71 @@ def test_epoch_indices_seeded() -> None:
     assert len(a) == 25 and set(a.tolist()) == set(range(10))
     assert np.array_equal(a, epoch_indices(10, 25, seed=1, epoch=0))
     assert not np.array_equal(a, epoch_indices(10, 25, seed=1, epoch=1))
+
+
+def _frames_with_lesions(areas: dict[int, int], grade: list[int]) -> FrameSet:
+    n = len(grade)
+    masks = {}
+    for row, area in areas.items():
+        m = np.zeros((16, 16), dtype=np.uint8)
+        m.reshape(-1)[:area] = 255
+        masks[row] = m
+    return FrameSet(
+        images=np.zeros((n, 16, 16), dtype=np.uint8),
+        grade=np.asarray(grade, dtype=np.int8),
+        valid=np.ones(n, dtype=np.int8),
+        case_index=np.zeros(n, dtype=np.int32),
+        frame_index=np.arange(n, dtype=np.int32),
+        t_s=np.zeros(n),
+        cases=(),
+        masks=masks,
+    )
+
+
+def test_small_lesion_weights_boost_small_lesions_within_each_grade() -> None:
+    # rows 0-3 normal, 4-7 grade IV (areas 10, 40, 80, 120), 8-9 grade I (5, 50), 10 ungraded
+    grade = [0, 0, 0, 0, 4, 4, 4, 4, 1, 1, -1]
+    fs = _frames_with_lesions({4: 10, 5: 40, 6: 80, 7: 120, 8: 5, 9: 50}, grade)
+    w = small_lesion_weights(fs, factor=3.0, quantile=0.25)
+    assert w is not None and w.sum() == pytest.approx(1.0)
+    uniform = 1.0 / len(grade)
+    # every grade (and grade 0, and the ungraded frame) keeps its share of draws
+    g = np.asarray(grade)
+    for k in (-1, 0, 1, 4):
+        assert w[g == k].sum() == pytest.approx(uniform * (g == k).sum())
+    # the smallest grade-IV lesion is drawn 3x as often as each larger one
+    assert w[4] == pytest.approx(3 * w[5]) and w[5] == pytest.approx(w[7])
+    assert w[8] == pytest.approx(3 * w[9])
+    assert small_lesion_weights(fs, factor=1.0, quantile=0.25) is None
+    assert small_lesion_weights(_frames_with_lesions({}, [0, 1]), 3.0, 0.25) is None
+
+
+def test_weighted_epoch_indices_follow_the_weights() -> None:
+    w = np.array([0.7, 0.1, 0.1, 0.1])
+    a = epoch_indices(4, 4000, seed=1, epoch=0, weights=w)
+    assert len(a) == 4000 and np.array_equal(a, epoch_indices(4, 4000, 1, 0, weights=w))
+    assert 0.65 < np.mean(a == 0) < 0.75
+    assert not np.array_equal(a, epoch_indices(4, 4000, seed=1, epoch=1, weights=w))
+    with pytest.raises(ValueError, match="shape"):
+        epoch_indices(5, 10, seed=1, epoch=0, weights=w)
+
+
+def test_small_lesion_sampling_trains_and_is_checked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError, match="small_lesion_weight"):
+        tiny_config(small_lesion_weight=0.5)
+    with pytest.raises(ConfigError, match="small_lesion_quantile"):
+        tiny_config(small_lesion_quantile=1.0)
+    data = make_dataset(tmp_path / "data")
+    masks = np.load(data / "c1.masks.npz")["masks"]
+    masks[2, :, :26] = False  # one lesion frame of the grade-III case shows a smaller lesion
+    np.savez_compressed(data / "c1.masks.npz", masks=masks)
+    config = tiny_config(small_lesion_weight=3.0, epochs=1)
+    with caplog.at_level("INFO", logger="pivh_live"):
+        best = train(config, data, tmp_path / "run", progress=False)
+    assert best.is_file()
+    assert "size-balanced sampling" in caplog.text
 
 
 @pytest.mark.parametrize("total", [1, 10, 1000])
