@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pivh_live.evaluation.shifts import describe
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, required=True, help="model bundle directory")
@@ -29,6 +31,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         choices=("train", "val", "test"),
         default=None,
         help="evaluate only the cases of this split (labels.csv `split` column)",
+    )
+    p.add_argument(
+        "--shift",
+        action="append",
+        metavar="NAME=VALUE",
+        help="re-render every frame before scoring, a robustness check; repeat to compose "
+        "(docs/evaluation.md). " + describe(),
     )
     p.add_argument(
         "--update-card", action="store_true", help="write the metrics into the bundle's model.json"

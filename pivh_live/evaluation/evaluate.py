@@ -14,6 +14,7 @@ import json
 import logging
 import zipfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from pivh_live.errors import ConfigError, DatasetError, EngineError
 from pivh_live.evaluation import metrics as m
 from pivh_live.evaluation import plots, summary
 from pivh_live.evaluation.report import render_report
+from pivh_live.evaluation.shifts import Shift, apply_shifts, parse_shift
 from pivh_live.frames import N_GRADES
 
 log = logging.getLogger(__name__)
@@ -82,18 +84,20 @@ def _load_cache(path: Path) -> Predictions | None:
         return None
 
 
-def _cache_key(bundle: Any, engine: str, cases: list[Any]) -> str:
-    """Bundle hash + engine + each case's media identity and roi: a change means re-scoring."""
+def _cache_key(bundle: Any, engine: str, cases: list[Any], shifts: Sequence[Shift] = ()) -> str:
+    """Bundle hash + engine + shifts + each case's media identity and roi: a change re-scores."""
     media = []
     for case in cases:
         path = Path(case.media)
         st = path.stat() if path.exists() else None
         size, mtime = (st.st_size, st.st_mtime_ns) if st else (-1, -1)
         media.append([case.case_id, path.name, size, mtime, repr(case.roi)])
-    return json.dumps(
-        {"v": CACHE_VERSION, "sha256": bundle.onnx_sha256, "engine": engine, "media": media},
-        sort_keys=True,
-    )
+    key: dict[str, Any] = {
+        "v": CACHE_VERSION, "sha256": bundle.onnx_sha256, "engine": engine, "media": media
+    }  # fmt: skip
+    if shifts:  # absent without shifts, so unshifted caches stay valid
+        key["shifts"] = [s.text for s in shifts]
+    return json.dumps(key, sort_keys=True)
 
 
 def frame_motion(frames: np.ndarray) -> np.ndarray:
@@ -105,7 +109,9 @@ def frame_motion(frames: np.ndarray) -> np.ndarray:
     return out
 
 
-def _score_cases(engine: Any, cases: list[Any], batch_size: int, key: str) -> Predictions:
+def _score_cases(
+    engine: Any, cases: list[Any], batch_size: int, key: str, shifts: Sequence[Shift] = ()
+) -> Predictions:
     from tqdm import tqdm
 
     from pivh_live.dataset import load_frames
@@ -114,6 +120,7 @@ def _score_cases(engine: Any, cases: list[Any], batch_size: int, key: str) -> Pr
     with tqdm(desc="scoring", unit="frame", disable=None) as bar:
         for ci, case in enumerate(cases):
             frames, fps = load_frames(case)
+            frames = apply_shifts(frames, shifts, ci)
             n = len(frames)
             for start in range(0, n, batch_size):
                 scores = engine.score_batch(list(frames[start : start + batch_size]))
@@ -311,13 +318,15 @@ def evaluate(
     update_card: bool = False,
     reuse_predictions: bool = True,
     split: str | None = None,
+    shifts: Sequence[Shift] = (),
 ) -> dict[str, Any]:
     """Evaluate the bundle at ``bundle_path`` on the dataset ``data_dir``; returns metrics.json.
 
     ``split`` keeps only the cases of that split (train, val, test); None
-    keeps every case. Cached per-frame outputs in OUT/predictions.npz are
-    reused when the bundle hash, engine and media files are unchanged
-    (``reuse_predictions``).
+    keeps every case. ``shifts`` re-render every decoded frame before the
+    engine sees it (a robustness check, see ``shifts``). Cached per-frame
+    outputs in OUT/predictions.npz are reused when the bundle hash, engine,
+    shifts and media files are unchanged (``reuse_predictions``).
     """
     from pivh_live.bundle import load_bundle, update_card_metrics
     from pivh_live.dataset import read_dataset
@@ -326,6 +335,10 @@ def evaluate(
     if n_bootstrap < 1 or batch_size < 1:
         raise ConfigError(
             f"bootstrap resamples ({n_bootstrap}) and batch size ({batch_size}) must be >= 1"
+        )
+    if shifts and update_card:
+        raise ConfigError(
+            "--update-card writes the model's own metrics; drop it when evaluating with --shift"
         )
     bundle_path, data_dir, out = Path(bundle_path), Path(data_dir), Path(out_dir)
     bundle = load_bundle(bundle_path)
@@ -337,14 +350,20 @@ def evaluate(
         raise DatasetError(f"{data_dir} has no cases{which}; nothing to evaluate")
     out.mkdir(parents=True, exist_ok=True)
 
-    key = _cache_key(bundle, engine, cases)
+    if shifts:
+        log.warning(
+            "input shifted by %s before scoring: a robustness check, not the model's "
+            "metrics on this dataset",
+            ", ".join(s.text for s in shifts),
+        )
+    key = _cache_key(bundle, engine, cases, shifts)
     cache = out / PREDICTIONS_FILE
     pred = _load_cache(cache) if reuse_predictions and cache.is_file() else None
     if pred is not None and pred.key == key:
         log.info("reusing per-frame outputs from %s", cache)
     else:
         with create_engine(engine, bundle) as eng:
-            pred = _score_cases(eng, cases, batch_size, key)
+            pred = _score_cases(eng, cases, batch_size, key, shifts)
         pred.save(cache)
 
     grade, valid = _frame_labels(cases, pred)
@@ -393,6 +412,7 @@ def evaluate(
         "dataset": dataset,
         "settings": {
             "engine": engine,
+            "shifts": [s.text for s in shifts],
             "n_bootstrap": n_bootstrap,
             "seed": seed,
             "ci_level": 0.95,
@@ -426,4 +446,5 @@ def evaluate_from_cli(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         update_card=args.update_card,
         split=getattr(args, "split", None),
+        shifts=[parse_shift(s) for s in getattr(args, "shift", None) or ()],
     )

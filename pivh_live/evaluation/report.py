@@ -223,6 +223,10 @@ def render_report(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -> st
                 ("thresholds", model.get("thresholds")),
                 ("test-time augmentation", model.get("tta", "none")),
                 ("engine", settings.get("engine")),
+                (
+                    "input shifts (robustness check)",
+                    ", ".join(settings.get("shifts") or []) or "none",
+                ),
             ]
         ),
         "<h2>Dataset</h2>",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,37 @@ def test_training_overlap_is_detected(tmp_path: Path) -> None:
     assert "seed 3" in training_overlap(card, data, {"phantom": other_size})
     assert training_overlap(card, data, {"phantom": {**meta, "seed": 4}}) is None
     assert training_overlap({}, data, {"phantom": meta}) is None
+
+
+def test_shifted_input_is_scored_again_and_labelled(
+    run: tuple[dict, Path, Path], tmp_path: Path
+) -> None:
+    from pivh_live.errors import ConfigError
+    from pivh_live.evaluation.shifts import Shift
+
+    result, out, bundle = run
+    data = Path(result["dataset"]["path"])
+    shutil.copytree(out, tmp_path / "out")  # its cache holds the unshifted outputs
+    dim = evaluate(
+        bundle, data, tmp_path / "out", n_bootstrap=40, seed=1, shifts=[Shift("gain", 0.5)]
+    )
+    assert dim["settings"]["shifts"] == ["gain=0.5"]
+    assert result["settings"]["shifts"] == []
+    # the tiny model grades by brightness: half the gray reads as a lower grade
+    assert dim["clip"]["grade"]["qwk"]["value"] < result["clip"]["grade"]["qwk"]["value"]
+    assert "gain=0.5" in (tmp_path / "out" / "report.html").read_text()
+    with pytest.raises(ConfigError, match="--update-card"):
+        evaluate(bundle, data, tmp_path / "x", shifts=[Shift("gain", 0.5)], update_card=True)
+
+
+def test_cli_shift_errors_are_one_line(
+    run: tuple[dict, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pivh_live.cli import main
+
+    result, _, bundle = run
+    args = ["evaluate", "--model", str(bundle), "--data", result["dataset"]["path"]]
+    rc = main([*args, "--out", str(tmp_path / "o"), "--shift", "tint=2"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "unknown shift 'tint'" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
