@@ -5,8 +5,9 @@ another gain, gamma, black level, lateral resolution, noise or video
 compression. Each shift here re-renders the decoded, region-cropped gray frames
 the way such a scanner or capture chain would, before the engine sees them, so
 one evaluation per shift shows how far the metrics move (docs/evaluation.md).
-Shifts compose in the order given; noise is seeded per case, so a rerun scores
-the same frames.
+Gain, gamma, blur and noise are the training augmentation's own transforms
+(``pivh_live.training.augment``) at one fixed strength. Shifts compose in the
+order given; noise is seeded per case, so a rerun scores the same frames.
 """
 
 from __future__ import annotations
@@ -36,15 +37,16 @@ def _lut(fn: Callable[[np.ndarray, float], np.ndarray]) -> ShiftFn:
     return apply
 
 
-def _blur(frames: np.ndarray, sigma: float, _rng: np.random.Generator) -> np.ndarray:
-    import cv2
+def _augment(name: str) -> ShiftFn:
+    """The training augmentation ``name`` at one fixed strength, frame by frame."""
 
-    return np.stack([cv2.GaussianBlur(f, (0, 0), sigmaX=sigma) for f in frames])
+    def apply(frames: np.ndarray, value: float, rng: np.random.Generator) -> np.ndarray:
+        from pivh_live.training import augment
 
+        fn = getattr(augment, name)
+        return np.stack([fn(f, rng, (value, value)) for f in frames])
 
-def _noise(frames: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    noisy = frames.astype(np.float32) + rng.normal(0.0, sigma, frames.shape).astype(np.float32)
-    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    return apply
 
 
 def _downscale(frames: np.ndarray, factor: float, _rng: np.random.Generator) -> np.ndarray:
@@ -82,16 +84,20 @@ class _Kind:
 
 
 KINDS: dict[str, _Kind] = {
-    "gain": _Kind(_lut(lambda g, v: g * v), 0.05, 20.0, "gray x VALUE (scanner gain)"),
-    "gamma": _Kind(_lut(lambda g, v: 255.0 * (g / 255.0) ** v), 0.1, 10.0, "255 (gray/255)^VALUE"),
+    "gain": _Kind(_augment("gain"), 0.05, 20.0, "gray x VALUE (scanner gain)"),
+    "gamma": _Kind(_augment("gamma"), 0.1, 10.0, "255 (gray/255)^VALUE"),
     "haze": _Kind(
         _lut(lambda g, v: v + g * (255.0 - v) / 255.0),
         0.0,
         200.0,
         "black lifted to VALUE gray levels, white kept (a washed-out display)",
     ),
-    "blur": _Kind(_blur, 0.1, 20.0, "Gaussian blur, sigma VALUE px (coarser lateral resolution)"),
-    "noise": _Kind(_noise, 0.0, 100.0, "additive Gaussian noise, SD VALUE gray levels"),
+    "blur": _Kind(
+        _augment("blur"), 0.1, 20.0, "Gaussian blur, sigma VALUE px (coarser lateral resolution)"
+    ),
+    "noise": _Kind(
+        _augment("add_noise"), 0.0, 100.0, "additive Gaussian noise, SD VALUE gray levels"
+    ),
     "downscale": _Kind(
         _downscale, 0.05, 1.0, "resized to VALUE x the size and back (a lower-resolution capture)"
     ),
