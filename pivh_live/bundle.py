@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pivh_live.errors import ModelBundleError
-from pivh_live.preprocess import FITS
+from pivh_live.preprocess import FITS, NORM_MIN_SPAN, NORM_TARGET, NORMS
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class ModelBundle:
     thresholds: dict[str, float]
     fit: str = "letterbox"  # how a region fills the square input (pivh_live.preprocess.FITS)
     tta: str = "none"  # test-time augmentation every engine applies (TTAS)
+    norm: str = "none"  # how gray levels become input values (pivh_live.preprocess.NORMS)
 
     @property
     def onnx_sha256(self) -> str:
@@ -103,6 +104,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def value_range(norm: str) -> list[float]:
+    """The model input's value range under ``norm`` (pivh_live.preprocess.NORMS)."""
+    if norm == "none":
+        return [0.0, 1.0]
+    return [0.0, round(NORM_TARGET * 255.0 / NORM_MIN_SPAN, 4)]
+
+
+def preprocessing_text(fit: str, norm: str, size: int) -> str:
+    """The card's one-line preprocessing recipe for ``fit`` and ``norm``."""
+    text = PREPROCESSING[fit].format(size=size)
+    if norm == "none":
+        return text
+    return text.replace("divide by 255", f"{NORMS[norm]}, norm {norm}")
+
+
 def make_card(
     *,
     name: str,
@@ -113,6 +129,7 @@ def make_card(
     thresholds: Mapping[str, float],
     fit: str = "letterbox",
     tta: str = "none",
+    norm: str = "none",
     metrics: Mapping[str, Any],
     dataset: Mapping[str, Any],
     sha256: Mapping[str, str],
@@ -132,9 +149,10 @@ def make_card(
             "name": INPUT_NAME,
             "shape": [-1, 1, input_size, input_size],
             "dtype": "float32",
-            "value_range": [0.0, 1.0],
+            "value_range": value_range(norm),
             "fit": fit,
-            "preprocessing": PREPROCESSING[fit].format(size=input_size),
+            "norm": norm,
+            "preprocessing": preprocessing_text(fit, norm, input_size),
             "crop": CROP,
             "tta": tta,
             "tta_description": TTA_DESCRIPTION[tta],
@@ -247,6 +265,12 @@ def _check_card(card: dict[str, Any], card_path: Path) -> None:
     if fit not in FITS:
         raise ModelBundleError(
             f"{card_path} declares input fit {fit!r}; this pivh-live knows {list(FITS)} - "
+            "upgrade pivh-live or re-export the bundle"
+        )
+    norm = card["input"].get("norm", "none")
+    if norm not in NORMS:
+        raise ModelBundleError(
+            f"{card_path} declares input norm {norm!r}; this pivh-live knows {list(NORMS)} - "
             "upgrade pivh-live or re-export the bundle"
         )
     tta = card["input"].get("tta", "none")
@@ -363,6 +387,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
         thresholds={k: float(card["thresholds"][k]) for k in THRESHOLD_KEYS},
         fit=str(card["input"].get("fit", "letterbox")),
         tta=str(card["input"].get("tta", "none")),
+        norm=str(card["input"].get("norm", "none")),
     )
 
 

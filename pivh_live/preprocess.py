@@ -1,4 +1,4 @@
-"""Image region -> model input: gray, fitted to a square, scaled to [0, 1].
+"""Image region -> model input: gray, fitted to a square, scaled (``norm``).
 
 Two ways to fit a region to the ``size`` x ``size`` input (``fit``; a model
 card names its own, see FITS):
@@ -42,6 +42,19 @@ LETTERBOX = "pad-square-centre-zero"
 FITS: dict[str, str] = {"letterbox": LETTERBOX, "stretch": "stretch-to-square"}
 SCALE = "1/255"
 _INV_255 = np.float32(1.0 / 255.0)
+
+# How the fitted gray picture becomes the model's float input (a bundle's ``norm``):
+# "none" divides by 255 (every bundle up to 0.18.0); "percentile" stretches each frame
+# so its NORM_LOW_Q quantile lands on 0 and its NORM_HIGH_Q quantile on NORM_TARGET,
+# which undoes the scanner's gain and black level (docs/preprocessing.md).
+NORMS: dict[str, str] = {
+    "none": "divide by 255",
+    "percentile": "per frame: subtract the 1st percentile, clip at 0, scale the 99th to 0.7",
+}
+NORM_LOW_Q = 0.01
+NORM_HIGH_Q = 0.99
+NORM_TARGET = 0.7  # where the 99th percentile lands (the phantom's median is about 182/255)
+NORM_MIN_SPAN = 64  # gray levels: a blank or near-blank frame is not stretched further
 
 
 @dataclass(frozen=True)
@@ -209,32 +222,83 @@ def to_gray(image: np.ndarray, order: str = "bgr") -> np.ndarray:
     raise ValueError(f"to_gray needs (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {image.shape}")
 
 
+def check_norm(norm: str) -> str:
+    """``norm`` if it is one of NORMS, else ValueError naming the valid ones."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    return norm
+
+
+def norm_params(gray: np.ndarray, norm: str = "none") -> tuple[float, float]:
+    """(offset, scale) that map a uint8 gray picture to model input: ``max(x - offset, 0) * scale``.
+
+    "none": (0, 1/255). "percentile": the 1st and 99th percentiles (the
+    "lower" rank, floor(q * (n - 1)) of the sorted pixels, read off a
+    histogram) give offset = p1 and scale = NORM_TARGET / max(p99 - p1,
+    NORM_MIN_SPAN): a frame's gain and black level no longer change its
+    input, up to clipping at 255.
+    """
+    if check_norm(norm) == "none":
+        return 0.0, float(_INV_255)
+    flat = np.ascontiguousarray(gray, dtype=np.uint8).reshape(-1)
+    if flat.size == 0:
+        raise ValueError("norm_params needs a non-empty picture")
+    counts = np.bincount(flat, minlength=256).cumsum()
+    last = flat.size - 1
+    low = int(np.searchsorted(counts, int(NORM_LOW_Q * last), side="right"))
+    high = int(np.searchsorted(counts, int(NORM_HIGH_Q * last), side="right"))
+    return float(low), NORM_TARGET / max(high - low, NORM_MIN_SPAN)
+
+
+def normalize(gray: np.ndarray, norm: str = "none", out: np.ndarray | None = None) -> np.ndarray:
+    """A fitted uint8 gray picture (H, W) -> float32 model input (H, W) (``norm``, see NORMS).
+
+    The one place where gray levels become input values: every engine (via
+    ``preprocess``), training batches and training validation call it.
+    """
+    offset, scale = norm_params(gray, norm)
+    if out is None:
+        out = np.empty(gray.shape, dtype=np.float32)
+    if offset == 0.0:
+        np.multiply(gray, np.float32(scale), out=out, dtype=np.float32)
+        return out
+    np.subtract(gray, np.float32(offset), out=out, dtype=np.float32)
+    np.maximum(out, np.float32(0.0), out=out)
+    np.multiply(out, np.float32(scale), out=out)
+    return out
+
+
 def preprocess(
     image: np.ndarray,
     size: int = INPUT_SIZE,
     out: np.ndarray | None = None,
     fit: str = "letterbox",
+    norm: str = "none",
 ) -> np.ndarray:
-    """One gray or colour uint8 region -> float32 (1, size, size) in [0, 1].
+    """One gray or colour uint8 region -> float32 (1, size, size) model input.
 
     ``out`` (float32, (1, size, size)) is filled in place when given, so a
     caller can preprocess straight into a batch or a pinned buffer. ``fit``:
-    how the region fills the square (the bundle's ``fit``).
+    how the region fills the square (the bundle's ``fit``); ``norm``: how gray
+    levels become values (the bundle's ``norm``; "none" gives [0, 1]).
     """
     boxed = letterbox(to_gray(image), size, cv2.INTER_AREA, fit)
     if out is None:
         out = np.empty((1, size, size), dtype=np.float32)
     elif out.shape != (1, size, size) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 (1, {size}, {size}), got {out.dtype} {out.shape}")
-    np.multiply(boxed, _INV_255, out=out[0], dtype=np.float32)
+    normalize(boxed, norm, out=out[0])
     return out
 
 
 def preprocess_batch(
-    images: Sequence[np.ndarray], size: int = INPUT_SIZE, fit: str = "letterbox"
+    images: Sequence[np.ndarray],
+    size: int = INPUT_SIZE,
+    fit: str = "letterbox",
+    norm: str = "none",
 ) -> np.ndarray:
-    """Regions -> float32 (N, 1, size, size) in [0, 1]."""
+    """Regions -> float32 (N, 1, size, size) model input (``fit``, ``norm``)."""
     batch = np.empty((len(images), 1, size, size), dtype=np.float32)
     for i, image in enumerate(images):
-        preprocess(image, size, out=batch[i], fit=fit)
+        preprocess(image, size, out=batch[i], fit=fit, norm=norm)
     return batch

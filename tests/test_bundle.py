@@ -246,3 +246,16 @@ def test_tta_defaults_to_none_and_unknown_is_refused(bundle_dir):
     rewrite_card(bundle_dir, input={**card["input"], "tta": "rot90"})
     with pytest.raises(ModelBundleError, match=r"augmentation 'rot90'.*upgrade pivh-live"):
         load_bundle(bundle_dir)
+
+
+def test_norm_defaults_to_none_and_unknown_is_refused(bundle_dir):
+    assert load_bundle(bundle_dir).norm == "none"
+    card = json.loads((bundle_dir / CARD_FILE).read_text())
+    card["input"].pop("norm", None)  # a card written before norms existed (0.18.0)
+    (bundle_dir / CARD_FILE).write_text(json.dumps(card))
+    assert load_bundle(bundle_dir).norm == "none"
+    rewrite_card(bundle_dir, input={**card["input"], "norm": "percentile"})
+    assert load_bundle(bundle_dir).norm == "percentile"
+    rewrite_card(bundle_dir, input={**card["input"], "norm": "zscore"})
+    with pytest.raises(ModelBundleError, match=r"norm 'zscore'.*upgrade pivh-live or re-export"):
+        load_bundle(bundle_dir)

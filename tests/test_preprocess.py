@@ -4,9 +4,14 @@ import pytest
 
 from pivh_live.preprocess import (
     INPUT_SIZE,
+    NORM_MIN_SPAN,
+    NORM_TARGET,
+    check_norm,
     heatmap_to_region,
     letterbox,
     letterbox_geometry,
+    norm_params,
+    normalize,
     preprocess,
     preprocess_batch,
     to_gray,
@@ -185,3 +190,63 @@ def test_heatmap_to_region_round_trip_under_stretch():
 def test_unknown_fit_is_refused():
     with pytest.raises(ValueError, match="fit must be one of letterbox, stretch"):
         letterbox_geometry(10, 10, 8, fit="crop")
+
+
+def _sector_picture(seed: int = 0, h: int = 120, w: int = 200) -> np.ndarray:
+    """A fan of speckle (gray about 20-150) on black, with one bright blob."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    fan = (np.abs(xx - w / 2) < 0.8 * yy) & (yy > 5)
+    tissue = cv2.GaussianBlur(rng.rayleigh(45.0, (h, w)), (0, 0), 1.2)
+    tissue[(xx - 120) ** 2 + (yy - 80) ** 2 < 90] += 60.0
+    return np.where(fan, np.clip(tissue, 0, 160), 0).astype(np.uint8)
+
+
+def test_norm_percentiles_are_the_lower_rank_and_none_divides_by_255():
+    picture = _sector_picture()
+    low, scale = norm_params(picture, "percentile")
+    flat = picture.ravel()
+    assert low == np.percentile(flat, 1, method="lower")
+    high = np.percentile(flat, 99, method="lower")
+    assert scale == pytest.approx(NORM_TARGET / max(high - low, NORM_MIN_SPAN))
+    assert norm_params(picture) == (0.0, pytest.approx(1 / 255))
+    # Bit-identical to the bundles before norms existed (a multiply by 1/255, not a divide).
+    np.testing.assert_array_equal(normalize(picture), np.multiply(picture, np.float32(1 / 255)))
+    out = normalize(picture, "percentile")
+    assert out.dtype == np.float32 and out.min() == 0.0
+    assert np.percentile(out, 99, method="lower") == pytest.approx(NORM_TARGET, abs=1e-6)
+
+
+def test_percentile_norm_undoes_gain_and_black_level():
+    picture = _sector_picture(1)
+    ref = normalize(picture, "percentile")
+    lifted = normalize(picture + np.uint8(30), "percentile")  # a black level of 30, no clipping
+    np.testing.assert_allclose(lifted, ref, atol=1e-6)
+    brighter = np.rint(picture * 1.5).astype(np.uint8)  # gain 1.5 (max 240, nothing clips)
+    np.testing.assert_allclose(normalize(brighter, "percentile"), ref, atol=0.01)
+    # Without the norm the same gain moves the input by up to 0.2.
+    assert np.abs(normalize(brighter) - normalize(picture)).max() > 0.15
+
+
+def test_percentile_norm_does_not_stretch_blank_frames():
+    np.testing.assert_array_equal(normalize(np.zeros((40, 50), np.uint8), "percentile"), 0.0)
+    np.testing.assert_array_equal(normalize(np.full((40, 50), 90, np.uint8), "percentile"), 0.0)
+    faint = np.zeros((40, 50), np.uint8)
+    faint[10:30, 10:40] = 20  # a span of 20 gray levels is stretched as if it were 64
+    assert normalize(faint, "percentile").max() == pytest.approx(20 * NORM_TARGET / NORM_MIN_SPAN)
+
+
+def test_preprocess_passes_the_norm_through_batch_and_single():
+    regions = [_sector_picture(i) for i in range(3)]
+    batch = preprocess_batch(regions, 64, fit="stretch", norm="percentile")
+    for image, row in zip(regions, batch, strict=True):
+        np.testing.assert_array_equal(row, preprocess(image, 64, fit="stretch", norm="percentile"))
+        boxed = letterbox(image, 64, cv2.INTER_AREA, "stretch")
+        np.testing.assert_array_equal(row[0], normalize(boxed, "percentile"))
+    assert not np.array_equal(batch, preprocess_batch(regions, 64, fit="stretch"))
+
+
+def test_unknown_norm_is_refused():
+    assert check_norm("percentile") == "percentile"
+    with pytest.raises(ValueError, match="norm must be one of none, percentile"):
+        normalize(np.zeros((4, 4), np.uint8), "zscore")

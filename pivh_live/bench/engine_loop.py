@@ -49,6 +49,7 @@ def bench_engine_loop(
             [frames[(i * batch + j) % len(frames)] for j in range(batch)],
             size,
             engine.bundle.fit,
+            engine.bundle.norm,
         )
         for i in range(n_batches)
     ]

@@ -48,7 +48,7 @@ def run_check(model: Path, n: int, seed: int) -> dict[str, Any]:
     frames = []
     for grade in range(5):
         frames += phantom_regions(seed + grade, n=8)
-    batch = preprocess_batch(frames, bundle.input_size, bundle.fit)
+    batch = preprocess_batch(frames, bundle.input_size, bundle.fit, bundle.norm)
     report: dict[str, Any] = {"machine": machine_info(), "model": f"{bundle.name} {bundle.version}"}
     with create_engine("onnxruntime", bundle, threads=2, device="cpu") as ort_engine:
         ref = ort_engine.infer(batch)

@@ -101,7 +101,9 @@ class Engine(ABC):
         """Gray uint8 regions -> one Score each (preprocess, infer, softmax/sigmoid)."""
         if len(images) == 0:
             return []
-        batch = preprocess_batch(list(images), self.bundle.input_size, self.bundle.fit)
+        batch = preprocess_batch(
+            list(images), self.bundle.input_size, self.bundle.fit, self.bundle.norm
+        )
         return self.score_preprocessed(batch)
 
     def score_preprocessed(self, batch: np.ndarray) -> list[Score]:

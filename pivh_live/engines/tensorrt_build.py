@@ -154,6 +154,7 @@ def _make_calibrator(
     size: int,
     cache: Path,
     fit: str = "letterbox",
+    norm: str = "none",
 ) -> Any:
     """IInt8EntropyCalibrator2 over ``frames`` (gray uint8 regions) with a cache file."""
 
@@ -175,7 +176,7 @@ def _make_calibrator(
                 return None
             chunk = self._frames[self._next : self._next + CALIBRATION_BATCH]
             self._next += CALIBRATION_BATCH
-            self._device.copy_(torch.from_numpy(preprocess_batch(chunk, size, fit)))
+            self._device.copy_(torch.from_numpy(preprocess_batch(chunk, size, fit, norm)))
             torch.cuda.synchronize()
             return [int(self._device.data_ptr())]
 
@@ -290,7 +291,9 @@ def build_engine(
         fixed = dims(CALIBRATION_BATCH)
         calib_profile.set_shape(INPUT_NAME, fixed, fixed, fixed)
         config.set_calibration_profile(calib_profile)
-        calibrator = _make_calibrator(trt, torch, calibration_frames, size, calib_cache, bundle.fit)
+        calibrator = _make_calibrator(
+            trt, torch, calibration_frames, size, calib_cache, bundle.fit, bundle.norm
+        )
         config.int8_calibrator = calibrator
     cache_file = Path(timing_cache) if timing_cache is not None else None
     cache = _attach_timing_cache(config, cache_file) if cache_file is not None else None
@@ -381,7 +384,9 @@ def compare_engines(
     worst = dict.fromkeys(("grade_probs", "p_valid", "heatmap_probs", "logits"), 0.0)
     for n in batch_sizes:
         for start in range(0, len(frames), n):
-            batch = preprocess_batch(frames[start : start + n], size, candidate.bundle.fit)
+            batch = preprocess_batch(
+                frames[start : start + n], size, candidate.bundle.fit, candidate.bundle.norm
+            )
             ref, got = reference.infer(batch), candidate.infer(batch)
             for key in ref:
                 worst["logits"] = max(worst["logits"], _max_abs(ref[key], got[key]))

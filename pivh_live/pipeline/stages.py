@@ -176,11 +176,12 @@ class InferenceStage:
         """Score several regions in one engine call, then smooth them in order."""
         if not regions:
             return []
-        size, fit = self.engine.bundle.input_size, self.engine.bundle.fit
+        bundle = self.engine.bundle
+        size, fit, norm = bundle.input_size, bundle.fit, bundle.norm
         grays = [to_gray(r.image) for r in regions]
         batch = np.empty((len(grays), 1, size, size), dtype=np.float32)
         for i, gray in enumerate(grays):
-            preprocess(gray, size, out=batch[i], fit=fit)
+            preprocess(gray, size, out=batch[i], fit=fit, norm=norm)
         t_pre = self._clock()
         scores = self.engine.score_preprocessed(batch)
         t_inf = self._clock()

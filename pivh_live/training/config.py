@@ -20,7 +20,7 @@ from typing import Any
 
 from pivh_live.bundle import TTAS
 from pivh_live.errors import ConfigError
-from pivh_live.preprocess import FITS
+from pivh_live.preprocess import FITS, NORMS
 from pivh_live.training.augment import AugmentConfig
 
 CONFIG_VERSION = 1
@@ -56,8 +56,14 @@ class ModelConfig:
     # each frame and its mirror and averages; validation (and so the picked thresholds),
     # the exported card and every engine use it. Training itself is unchanged.
     tta: str = "none"
+    # How gray levels become input values (pivh_live.preprocess.NORMS): "none" divides
+    # by 255; "percentile" stretches each frame's 1st-99th percentile, so the scanner's
+    # gain and black level do not change what the network sees.
+    norm: str = "none"
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ConfigError(f"model.norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.fit not in FITS:
             raise ConfigError(f"model.fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if self.tta not in TTAS:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from pivh_live.errors import DatasetError
+from pivh_live.preprocess import normalize
 from pivh_live.training.augment import Augmenter, Box
 
 log = logging.getLogger(__name__)
@@ -359,8 +360,10 @@ class FrameDataset:
         augmenter: Augmenter | None,
         seed: int,
         heatmap_size: int,
+        norm: str = "none",
     ) -> None:
         self.frames = frames
+        self.norm = norm
         self.augmenter = augmenter
         self.seed = seed
         self.heatmap_size = heatmap_size
@@ -402,8 +405,9 @@ class FrameDataset:
         else:
             heat = cv2.resize(mask.astype(np.float32) / 255.0, (s, s), interpolation=cv2.INTER_AREA)
         # numpy, not torch, for the per-item conversion: torch's thread pool costs more
-        # than the arithmetic on one 256x256 image.
-        x = np.multiply(image, np.float32(1.0 / 255.0), dtype=np.float32)
+        # than the arithmetic on one 256x256 image. After the augmentation, as an engine
+        # normalizes what the scanner sent.
+        x = normalize(image, self.norm)
         return {
             "image": torch.from_numpy(x[None]),
             "grade": torch.tensor(int(fs.grade[row]), dtype=torch.long),

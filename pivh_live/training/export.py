@@ -38,7 +38,7 @@ from pivh_live.bundle import (
     write_json_atomic,
 )
 from pivh_live.errors import ModelBundleError
-from pivh_live.preprocess import FITS, SCALE, preprocess_batch
+from pivh_live.preprocess import FITS, NORMS, SCALE, preprocess_batch
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,12 @@ def _check_preprocess(path: Path, ckpt: dict[str, Any]) -> None:
     size = int(ckpt["model_config"].get("input_size", 256))
     fit = str(ckpt["model_config"].get("fit", "letterbox"))
     want = {"input_size": size, "letterbox": FITS.get(fit, fit), "scale": SCALE}
+    norm = str(ckpt["model_config"].get("norm", "none"))
+    if norm not in NORMS:
+        raise ModelBundleError(
+            f"{path} was trained with input norm {norm!r}, this pivh-live knows "
+            f"{list(NORMS)}; export it with the pivh-live version that trained it"
+        )
     diff = {k: pre.get(k) for k, v in want.items() if k in pre and pre.get(k) != v}
     if diff:
         raise ModelBundleError(
@@ -94,7 +100,7 @@ def _check_preprocess(path: Path, ckpt: dict[str, Any]) -> None:
 
 
 def phantom_like_batch(
-    n: int, size: int, seed: int = PARITY_SEED, fit: str = "letterbox"
+    n: int, size: int, seed: int = PARITY_SEED, fit: str = "letterbox", norm: str = "none"
 ) -> np.ndarray:
     """Seeded speckle images with bright blobs, fitted from non-square regions."""
     import cv2
@@ -111,7 +117,7 @@ def phantom_like_batch(
         if i == n - 1:
             base[:] = 0.0  # a blank frame: the valid head must see one too
         images.append(np.clip(base, 0, 255).astype(np.uint8))
-    return preprocess_batch(images, size, fit)
+    return preprocess_batch(images, size, fit, norm)
 
 
 def _export_onnx(model: Any, path: Path, size: int) -> None:
@@ -151,7 +157,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def check_parity(
-    model: Any, onnx_path: Path, size: int, fit: str = "letterbox"
+    model: Any, onnx_path: Path, size: int, fit: str = "letterbox", norm: str = "none"
 ) -> dict[str, float]:
     """Max |torch - ORT| per output (logits) and on probabilities; raises when over tolerance."""
     import onnxruntime as ort
@@ -160,7 +166,7 @@ def check_parity(
     from pivh_live.engines.base import scores_from_outputs
     from pivh_live.engines.torch_engine import outputs_as_dict
 
-    batch = phantom_like_batch(PARITY_BATCH, size, fit=fit)
+    batch = phantom_like_batch(PARITY_BATCH, size, fit=fit, norm=norm)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     diffs: dict[str, float] = {}
     # Batch N and batch 1 both: the exported batch dimension must really be dynamic.
@@ -254,7 +260,7 @@ def export_bundle(
         log.info("exporting %s to ONNX (opset %d, dynamic batch)", checkpoint_path, OPSET)
         with _quiet_exporter():
             _export_onnx(model, tmp / ONNX_FILE, size)
-        parity = check_parity(model, tmp / ONNX_FILE, size, cfg.fit)
+        parity = check_parity(model, tmp / ONNX_FILE, size, cfg.fit, cfg.norm)
         log.info("torch vs ONNX Runtime max abs diff: %s", parity)
         torch.save(weights, tmp / TORCH_FILE)
         data = ckpt.get("data") or {}
@@ -266,6 +272,7 @@ def export_bundle(
             heatmap_size=heatmap_size,
             fit=cfg.fit,
             tta=cfg.tta,
+            norm=cfg.norm,
             thresholds=ckpt["thresholds"],
             metrics={"validation": ckpt.get("val_metrics") or {}},
             # Everything the trainer recorded about its data (paths, counts,

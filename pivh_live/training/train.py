@@ -440,7 +440,7 @@ def _dataset(config: TrainConfig, train_set: FrameSet) -> Any:
     from pivh_live.training.data import FrameDataset
 
     aug = Augmenter(config.augment) if config.augment.enabled else None
-    return FrameDataset(train_set, aug, config.seed, config.model.heatmap_size)
+    return FrameDataset(train_set, aug, config.seed, config.model.heatmap_size, config.model.norm)
 
 
 def _read_resume(path: Path, config: TrainConfig) -> dict[str, Any]:
@@ -595,6 +595,7 @@ def _checkpoint(
             "input_size": config.model.input_size,
             "letterbox": FITS[config.model.fit],
             "scale": SCALE,
+            "norm": config.model.norm,
         },
     }
 

@@ -26,21 +26,35 @@ GradesAt = Callable[[float, float], np.ndarray]
 
 
 def predict(
-    model: Any, frames: FrameSet, device: Any, batch_size: int = 64, tta: str = "none"
+    model: Any,
+    frames: FrameSet,
+    device: Any,
+    batch_size: int = 64,
+    tta: str = "none",
+    norm: str = "none",
 ) -> dict[str, np.ndarray]:
     """Grade probabilities (N, 5) and P(valid) (N,) for every frame of a FrameSet.
 
     ``tta`` "hflip" averages each frame's probabilities with its mirror's, as
     the engines do for a bundle exported with it (`Engine.score_preprocessed`).
+    ``norm`` maps gray levels to input values as the bundle's engines will
+    (`pivh_live.preprocess.normalize`).
     """
     import torch
+
+    from pivh_live.preprocess import normalize
 
     model.eval()
     probs, valid = [], []
     with torch.inference_mode():
         for start in range(0, len(frames), batch_size):
-            x = torch.from_numpy(frames.images[start : start + batch_size]).to(device)
-            x = x.to(torch.float32).div_(255.0).unsqueeze(1)
+            chunk = frames.images[start : start + batch_size]
+            if norm == "none":
+                x = torch.from_numpy(chunk).to(device).to(torch.float32).div_(255.0)
+            else:
+                x = torch.from_numpy(np.stack([normalize(image, norm) for image in chunk]))
+                x = x.to(device)
+            x = x.unsqueeze(1)
             views = [x, torch.flip(x, dims=(3,))] if tta == "hflip" else [x]
             p_grade, p_valid = 0.0, 0.0
             for view in views:
@@ -65,7 +79,7 @@ def validate(
     """
     from pivh_live.evaluation.metrics import confusion_matrix, quadratic_weighted_kappa
 
-    pred = predict(model, frames, device, tta=config.model.tta)
+    pred = predict(model, frames, device, tta=config.model.tta, norm=config.model.norm)
     metrics = frame_metrics(frames, pred)
     clips = clip_results(frames, pred)
     metrics.update(clips["metrics"])

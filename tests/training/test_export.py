@@ -428,3 +428,49 @@ def test_hflip_travels_to_the_card_and_validation_matches_the_engines(tmp_path):
     np.testing.assert_allclose(got, mirrored["grade_probs"], atol=PROB_TOLERANCE)
     valid = np.array([s.p_valid for s in scores])
     np.testing.assert_allclose(valid, mirrored["p_valid"], atol=PROB_TOLERANCE)
+
+
+@pytest.mark.slow  # one more dynamo export (~6 s)
+def test_percentile_norm_travels_to_the_card_and_validation_matches_the_engines(tmp_path):
+    from pivh_live.preprocess import normalize
+    from pivh_live.training.data import CaseInfo, FrameSet
+    from pivh_live.training.validation import predict
+
+    config = dataclasses.replace(TINY, norm="percentile")
+    torch.manual_seed(6)
+    model = PivhNet(config).eval()
+    with torch.no_grad():  # random weights everywhere, so the output depends on the input
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    ckpt = _checkpoint(tmp_path / "best.pt", model, model_config=dataclasses.asdict(config))
+    bundle = load_bundle(export_bundle(ckpt, tmp_path / "normed"))
+    assert bundle.norm == "percentile" and bundle.card["input"]["norm"] == "percentile"
+    assert "99th" in bundle.card["input"]["preprocessing"]
+    assert bundle.card["input"]["value_range"][1] > 1.0
+    images = np.round(255 * phantom_like_batch(4, 64, seed=4)[:, 0]).astype(np.uint8)
+    images[1] = images[0] // 2  # a half-bright copy: the norm gives (almost) its original's input
+    normed = np.stack([normalize(image, "percentile") for image in images])
+    assert np.abs(normed[1] - normed[0]).mean() < 0.01
+    assert np.abs(images[1] / 255 - images[0] / 255).mean() > 0.1
+    frames = FrameSet(
+        images=images,
+        grade=np.zeros(4, np.int8),
+        valid=np.ones(4, np.int8),
+        case_index=np.zeros(4, np.int32),
+        frame_index=np.arange(4, dtype=np.int32),
+        t_s=np.arange(4) / 25.0,
+        cases=(CaseInfo("c0", 0, (0, 0, 64, 64), 25.0, 4, True, False),),
+    )
+    want = predict(model, frames, torch.device("cpu"), norm="percentile")
+    with create_engine("onnxruntime", bundle) as engine:
+        scores = engine.score_batch(list(images))  # uint8 regions: the engine normalizes
+        from_normed = engine.infer(normed[1:2, None])["heatmap_logits"]
+        from_plain = engine.infer(images[1:2, None] * np.float32(1 / 255))["heatmap_logits"]
+    np.testing.assert_array_equal(scores[1].heatmap, _sigmoid(from_normed[0, 0]))
+    # The random network hardly depends on the input's scale, but exactly: the engine
+    # scored the normalized picture, not the one divided by 255.
+    assert not np.array_equal(from_plain, from_normed)
+    got = np.stack([s.grade_probs for s in scores])
+    np.testing.assert_allclose(got, want["grade_probs"], atol=PROB_TOLERANCE)
+    valid = np.array([s.p_valid for s in scores])
+    np.testing.assert_allclose(valid, want["p_valid"], atol=PROB_TOLERANCE)

@@ -267,6 +267,7 @@ def test_train_writes_contract_checkpoint(dataset_dir: Path, tmp_path: Path) -> 
         "input_size": 256,
         "letterbox": "pad-square-centre-zero",
         "scale": "1/255",
+        "norm": "none",
     }
     assert "training_state" not in ckpt
     history = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").open()]
