@@ -134,6 +134,25 @@ def test_dataset_item_heatmap_follows_mask(dataset_dir: Path) -> None:
     assert int(item["grade"]) == 3 and float(item["has_heatmap"]) == 1.0
 
 
+def test_dataset_items_take_the_model_norm(dataset_dir: Path) -> None:
+    from pivh_live.preprocess import normalize
+    from pivh_live.training.train import _dataset
+
+    cases = [c for c in read_dataset(dataset_dir).cases if c.case_id == "c1"]
+    fs = load_frameset(cases, 256, stride=1, progress=False)
+    base = tiny_config()
+    config = base.replace(
+        model=dataclasses.replace(base.model, norm="percentile"),
+        augment=dataclasses.replace(base.augment, enabled=False),
+    )
+    dataset = _dataset(config, fs)
+    item = dataset[3]["image"][0].numpy()
+    np.testing.assert_array_equal(item, normalize(fs.images[3], "percentile"))
+    plain = FrameDataset(fs, None, seed=0, heatmap_size=32)[3]["image"][0].numpy()
+    np.testing.assert_array_equal(plain, normalize(fs.images[3]))
+    assert not np.array_equal(item, plain)
+
+
 def test_split_uses_split_column_else_stratified(dataset_dir: Path) -> None:
     cases = read_dataset(dataset_dir).cases
     train_cases, val_cases = split_cases(cases, 0.3, seed=0)
