@@ -24,6 +24,10 @@ from pivh_live.preprocess import FITS, NORM_MIN_SPAN, NORM_TARGET, NORMS
 log = logging.getLogger(__name__)
 
 SCHEMA = "pivh-live-bundle/1"
+# A card whose input norm is not "none" says /2, so a pivh-live from before norms
+# refuses it instead of feeding the model pictures divided by 255.
+SCHEMA_NORM = "pivh-live-bundle/2"
+SCHEMAS: tuple[str, ...] = (SCHEMA, SCHEMA_NORM)
 ONNX_FILE = "model.onnx"
 CARD_FILE = "model.json"
 TORCH_FILE = "model.pt"
@@ -139,7 +143,7 @@ def make_card(
 ) -> dict[str, Any]:
     """The model.json card (MONAI-bundle style) for a PivhNet export."""
     return {
-        "schema": SCHEMA,
+        "schema": SCHEMA if norm == "none" else SCHEMA_NORM,
         "name": name,
         "version": version,
         "created": created,
@@ -234,10 +238,10 @@ def read_card(path: str | Path) -> dict[str, Any]:
 
 
 def _check_card(card: dict[str, Any], card_path: Path) -> None:
-    if card.get("schema") != SCHEMA:
+    if card.get("schema") not in SCHEMAS:
         raise ModelBundleError(
-            f"{card_path} has schema {card.get('schema')!r}, this pivh-live reads {SCHEMA!r}; "
-            "re-export the bundle with this version"
+            f"{card_path} has schema {card.get('schema')!r}, this pivh-live reads "
+            f"{' or '.join(map(repr, SCHEMAS))}; re-export the bundle with this version"
         )
     problems: list[str] = []
     for key, kind in (("name", str), ("version", str), ("input", dict), ("outputs", list)):

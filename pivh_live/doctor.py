@@ -443,6 +443,8 @@ def load_model(model: Path | None) -> tuple[Any | None, Check]:
     detail = f"{bundle.name} {bundle.version}, model.onnx sha256 {bundle.onnx_sha256[:12]}"
     if bundle.tta != "none":
         detail += f", test-time augmentation {bundle.tta}"
+    if bundle.norm != "none":
+        detail += f", input norm {bundle.norm}"
     return bundle, _ok("model", f"{detail} ({bundle.path})")
 
 

@@ -46,7 +46,7 @@ _INV_255 = np.float32(1.0 / 255.0)
 # How the fitted gray picture becomes the model's float input (a bundle's ``norm``):
 # "none" divides by 255 (every bundle up to 0.18.0); "percentile" stretches each frame
 # so its NORM_LOW_Q quantile lands on 0 and its NORM_HIGH_Q quantile on NORM_TARGET,
-# which undoes the scanner's gain and black level (docs/preprocessing.md).
+# which undoes the scanner's gain and black level (docs/model_bundle.md, "Norm").
 NORMS: dict[str, str] = {
     "none": "divide by 255",
     "percentile": "per frame: subtract the 1st percentile, clip at 0, scale the 99th to 0.7",
@@ -238,9 +238,11 @@ def norm_params(gray: np.ndarray, norm: str = "none") -> tuple[float, float]:
     NORM_MIN_SPAN): a frame's gain and black level no longer change its
     input, up to clipping at 255.
     """
+    if gray.dtype != np.uint8:
+        raise ValueError(f"norm_params needs a uint8 picture, got {gray.dtype}")
     if check_norm(norm) == "none":
         return 0.0, float(_INV_255)
-    flat = np.ascontiguousarray(gray, dtype=np.uint8).reshape(-1)
+    flat = np.ascontiguousarray(gray).reshape(-1)
     if flat.size == 0:
         raise ValueError("norm_params needs a non-empty picture")
     counts = np.bincount(flat, minlength=256).cumsum()

@@ -254,7 +254,9 @@ def test_norm_defaults_to_none_and_unknown_is_refused(bundle_dir):
     card["input"].pop("norm", None)  # a card written before norms existed (0.18.0)
     (bundle_dir / CARD_FILE).write_text(json.dumps(card))
     assert load_bundle(bundle_dir).norm == "none"
-    rewrite_card(bundle_dir, input={**card["input"], "norm": "percentile"})
+    rewrite_card(
+        bundle_dir, schema="pivh-live-bundle/2", input={**card["input"], "norm": "percentile"}
+    )
     assert load_bundle(bundle_dir).norm == "percentile"
     rewrite_card(bundle_dir, input={**card["input"], "norm": "zscore"})
     with pytest.raises(ModelBundleError, match=r"norm 'zscore'.*upgrade pivh-live or re-export"):

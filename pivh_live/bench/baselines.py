@@ -26,6 +26,7 @@ from pivh_live.bench.engine_loop import bench_engine_loop
 from pivh_live.bench.timing import Record
 from pivh_live.engines.base import Engine
 from pivh_live.frames import Roi
+from pivh_live.preprocess import normalize, to_gray
 from pivh_live.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def run_naive(
             break
         region = frame.image[roi.y : roi.y + roi.h, roi.x : roi.x + roi.w]
         small = cv2.resize(region, (size, size))
-        x = small.astype(np.float32)[None, None] / 255.0
+        x = normalize(to_gray(small), engine.bundle.norm)[None, None]
         t_pre = clock()
         probs = engine.score_preprocessed(x)[0].grade_probs
         t_inf = clock()

@@ -69,6 +69,7 @@ def bench_engine_loop(
         "engine": engine.name,
         "batch": batch,
         "tta": engine.bundle.tta,
+        "norm": engine.bundle.norm,
         "n": n,
         "warmup": warmup,
         "latency_ms": stats,

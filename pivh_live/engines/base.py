@@ -95,7 +95,7 @@ class Engine(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 (N, 1, S, S) in [0, 1] -> raw outputs by ONNX name (numpy, float32)."""
+        """float32 (N, 1, S, S) model input (preprocess_batch) -> raw outputs by ONNX name."""
 
     def score_batch(self, images: Sequence[np.ndarray]) -> list[Score]:
         """Gray uint8 regions -> one Score each (preprocess, infer, softmax/sigmoid)."""

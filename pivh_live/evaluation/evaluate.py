@@ -97,6 +97,8 @@ def _cache_key(bundle: Any, engine: str, cases: list[Any], shifts: Sequence[Shif
     }  # fmt: skip
     if shifts:  # absent without shifts, so unshifted caches stay valid
         key["shifts"] = [s.text for s in shifts]
+    if bundle.norm != "none":  # likewise: the card's norm changes what the engine scores
+        key["norm"] = bundle.norm
     return json.dumps(key, sort_keys=True)
 
 
@@ -408,6 +410,7 @@ def evaluate(
             "intended_use": bundle.card.get("intended_use"),
             "thresholds": dict(bundle.thresholds),
             "tta": bundle.tta,
+            "norm": bundle.norm,
         },
         "dataset": dataset,
         "settings": {

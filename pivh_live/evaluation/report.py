@@ -222,6 +222,7 @@ def render_report(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -> st
                 ("intended use", model.get("intended_use")),
                 ("thresholds", model.get("thresholds")),
                 ("test-time augmentation", model.get("tta", "none")),
+                ("input norm", model.get("norm", "none")),
                 ("engine", settings.get("engine")),
                 (
                     "input shifts (robustness check)",

@@ -86,6 +86,11 @@ def _check_preprocess(path: Path, ckpt: dict[str, Any]) -> None:
     fit = str(ckpt["model_config"].get("fit", "letterbox"))
     want = {"input_size": size, "letterbox": FITS.get(fit, fit), "scale": SCALE}
     norm = str(ckpt["model_config"].get("norm", "none"))
+    if pre.get("norm", "none") != norm:
+        raise ModelBundleError(
+            f"{path} records input norm {pre.get('norm', 'none')!r} in its preprocess but "
+            f"{norm!r} in its model config; retrain with this pivh-live"
+        )
     if norm not in NORMS:
         raise ModelBundleError(
             f"{path} was trained with input norm {norm!r}, this pivh-live knows "

@@ -442,9 +442,20 @@ def test_percentile_norm_travels_to_the_card_and_validation_matches_the_engines(
     with torch.no_grad():  # random weights everywhere, so the output depends on the input
         for p in model.parameters():
             p.normal_(0.0, 0.5)
-    ckpt = _checkpoint(tmp_path / "best.pt", model, model_config=dataclasses.asdict(config))
+    pre = {"input_size": 64, "letterbox": "pad-square-centre-zero", "scale": "1/255"}
+    with pytest.raises(ModelBundleError, match="records input norm 'none'"):
+        load_checkpoint(
+            _checkpoint(tmp_path / "odd.pt", model, model_config=dataclasses.asdict(config))
+        )
+    ckpt = _checkpoint(
+        tmp_path / "best.pt",
+        model,
+        model_config=dataclasses.asdict(config),
+        preprocess={**pre, "norm": "percentile"},
+    )
     bundle = load_bundle(export_bundle(ckpt, tmp_path / "normed"))
     assert bundle.norm == "percentile" and bundle.card["input"]["norm"] == "percentile"
+    assert bundle.card["schema"] == "pivh-live-bundle/2"  # an older pivh-live refuses it
     assert "99th" in bundle.card["input"]["preprocessing"]
     assert bundle.card["input"]["value_range"][1] > 1.0
     images = np.round(255 * phantom_like_batch(4, 64, seed=4)[:, 0]).astype(np.uint8)
