@@ -1,8 +1,8 @@
 """Acquisition shifts for a robustness check: ``pivh-live evaluate --shift NAME=VALUE``.
 
 A model trained on one scanner (here: one phantom generator) meets others with
-another gain, gamma, black level, lateral resolution, noise or video
-compression. Each shift here re-renders the decoded, region-cropped gray frames
+another gain, gamma, black level, clipping level, lateral resolution, noise
+or video compression. Each shift here re-renders the decoded, region-cropped gray frames
 the way such a scanner or capture chain would, before the engine sees them, so
 one evaluation per shift shows how far the metrics move (docs/evaluation.md).
 Gain, gamma, blur and noise are the training augmentation's own transforms
@@ -91,6 +91,12 @@ KINDS: dict[str, _Kind] = {
         0.0,
         200.0,
         "black lifted to VALUE gray levels, white kept (a washed-out display)",
+    ),
+    "clip": _Kind(
+        _lut(lambda g, v: np.minimum(g, v)),
+        1.0,
+        255.0,
+        "gray levels above VALUE set to VALUE (bright echoes clipped, nothing brightened)",
     ),
     "blur": _Kind(
         _augment("blur"), 0.1, 20.0, "Gaussian blur, sigma VALUE px (coarser lateral resolution)"

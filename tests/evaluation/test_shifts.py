@@ -38,6 +38,10 @@ def test_gray_level_shifts_follow_their_formula() -> None:
     assert hazy.min() == 40 and hazy[frames == 0].max() == 40
     assert np.all(hazy >= frames)  # lifts every gray level, keeps white at white
     assert _apply("haze=40", np.full((1, 2, 2), 255, np.uint8)).min() == 255
+    clipped = _apply("clip=100", frames)
+    assert clipped.max() == 100 and np.array_equal(clipped, np.minimum(frames, 100))
+    # gain 2 clips the pixels above 127 (to 255); clip=127 flattens the same ones, unbrightened
+    assert np.array_equal(_apply("gain=2", frames) == 255, frames >= 128)
 
 
 def test_resolution_and_compression_shifts_lose_detail_but_keep_the_picture() -> None:
