@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -387,9 +388,24 @@ def test_grade_head_options_export_with_parity(tmp_path, option):
         assert np.max(np.abs(a[name] - b[name])) <= LOGIT_TOLERANCE
 
 
+def _one_case_frames(images: np.ndarray) -> Any:
+    """A FrameSet of ``images`` (N, S, S) uint8, all frames of one 25 fps case."""
+    from pivh_live.training.data import CaseInfo, FrameSet
+
+    n, size = len(images), images.shape[1]
+    return FrameSet(
+        images=images,
+        grade=np.zeros(n, np.int8),
+        valid=np.ones(n, np.int8),
+        case_index=np.zeros(n, np.int32),
+        frame_index=np.arange(n, dtype=np.int32),
+        t_s=np.arange(n) / 25.0,
+        cases=(CaseInfo("c0", 0, (0, 0, size, size), 25.0, n, True, False),),
+    )
+
+
 @pytest.mark.slow  # one more dynamo export (~6 s)
 def test_hflip_travels_to_the_card_and_validation_matches_the_engines(tmp_path):
-    from pivh_live.training.data import CaseInfo, FrameSet
     from pivh_live.training.validation import predict
 
     config = dataclasses.replace(TINY, tta="hflip")
@@ -410,15 +426,7 @@ def test_hflip_travels_to_the_card_and_validation_matches_the_engines(tmp_path):
     assert bundle.tta == "hflip" and bundle.card["input"]["tta"] == "hflip"
     assert "mirror" in bundle.card["input"]["tta_description"]
     images = np.round(255 * x[:, 0].numpy()).astype(np.uint8)
-    frames = FrameSet(
-        images=images,
-        grade=np.zeros(4, np.int8),
-        valid=np.ones(4, np.int8),
-        case_index=np.zeros(4, np.int32),
-        frame_index=np.arange(4, dtype=np.int32),
-        t_s=np.arange(4) / 25.0,
-        cases=(CaseInfo("c0", 0, (0, 0, 64, 64), 25.0, 4, True, False),),
-    )
+    frames = _one_case_frames(images)
     plain = predict(model, frames, torch.device("cpu"))
     mirrored = predict(model, frames, torch.device("cpu"), tta="hflip")
     assert np.abs(plain["grade_probs"] - mirrored["grade_probs"]).max() > 0.01
@@ -433,7 +441,6 @@ def test_hflip_travels_to_the_card_and_validation_matches_the_engines(tmp_path):
 @pytest.mark.slow  # one more dynamo export (~6 s)
 def test_percentile_norm_travels_to_the_card_and_validation_matches_the_engines(tmp_path):
     from pivh_live.preprocess import normalize
-    from pivh_live.training.data import CaseInfo, FrameSet
     from pivh_live.training.validation import predict
 
     config = dataclasses.replace(TINY, norm="percentile")
@@ -463,15 +470,7 @@ def test_percentile_norm_travels_to_the_card_and_validation_matches_the_engines(
     normed = np.stack([normalize(image, "percentile") for image in images])
     assert np.abs(normed[1] - normed[0]).mean() < 0.01
     assert np.abs(images[1] / 255 - images[0] / 255).mean() > 0.1
-    frames = FrameSet(
-        images=images,
-        grade=np.zeros(4, np.int8),
-        valid=np.ones(4, np.int8),
-        case_index=np.zeros(4, np.int32),
-        frame_index=np.arange(4, dtype=np.int32),
-        t_s=np.arange(4) / 25.0,
-        cases=(CaseInfo("c0", 0, (0, 0, 64, 64), 25.0, 4, True, False),),
-    )
+    frames = _one_case_frames(images)
     want = predict(model, frames, torch.device("cpu"), norm="percentile")
     with create_engine("onnxruntime", bundle) as engine:
         scores = engine.score_batch(list(images))  # uint8 regions: the engine normalizes
