@@ -256,7 +256,8 @@ def normalize(gray: np.ndarray, norm: str = "none", out: np.ndarray | None = Non
     """A fitted uint8 gray picture (H, W) -> float32 model input (H, W) (``norm``, see NORMS).
 
     The one place where gray levels become input values: every engine (via
-    ``preprocess``), training batches and training validation call it.
+    ``preprocess``) and training batches call it, and training validation under
+    a norm other than "none" (its "none" divides by 255 in torch).
     """
     offset, scale = norm_params(gray, norm)
     if out is None:
