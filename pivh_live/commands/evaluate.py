@@ -16,7 +16,14 @@ from pivh_live.evaluation.shifts import describe
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, required=True, help="model bundle directory")
-    p.add_argument("--data", type=Path, required=True, help="dataset directory")
+    p.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="dataset directory; several: one report each in OUT/<dir name>/ and the pooled "
+        "report over all their clips in OUT",
+    )
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.add_argument("--engine", default="onnxruntime", help="engine name (default onnxruntime)")
     p.add_argument(

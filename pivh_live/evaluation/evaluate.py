@@ -9,7 +9,7 @@ OUT/clips.csv, PNG plots and the self-contained OUT/report.html.
 from __future__ import annotations
 
 import argparse
-import csv
+import dataclasses
 import json
 import logging
 import zipfile
@@ -27,6 +27,7 @@ from pivh_live.evaluation import metrics as m
 from pivh_live.evaluation import plots, summary
 from pivh_live.evaluation.report import render_report
 from pivh_live.evaluation.shifts import Shift, apply_shifts, parse_shift
+from pivh_live.evaluation.tables import write_tables
 from pivh_live.frames import N_GRADES
 
 log = logging.getLogger(__name__)
@@ -243,74 +244,32 @@ def training_overlap(card: dict[str, Any], data_dir: Path, dataset: dict[str, An
     return None
 
 
-def _write_tables(
-    out: Path, cases: list[Any], pred: Predictions, fa: summary.FrameArrays, clips: list[Any]
-) -> None:
-    p_pivh, p_sev = fa.p_pivh, fa.p_severe
-    with open(out / "frames.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "case_id",
-                "frame",
-                "t_s",
-                "visible_grade",
-                "valid",
-                "p_pivh",
-                "p_severe",
-                "p_valid",
-                *(f"p_grade{g}" for g in range(N_GRADES)),
-            ]
-        )
-        for i in range(len(pred.frame)):
-            w.writerow(
-                [
-                    pred.case_ids[pred.case_index[i]],
-                    int(pred.frame[i]),
-                    f"{pred.t_s[i]:.4f}",
-                    "" if fa.visible_grade[i] == -2 else int(fa.visible_grade[i]),
-                    "" if fa.valid[i] < 0 else int(fa.valid[i]),
-                    f"{p_pivh[i]:.6f}",
-                    f"{p_sev[i]:.6f}",
-                    f"{pred.p_valid[i]:.6f}",
-                    *(f"{v:.6f}" for v in pred.grade_probs[i]),
-                ]
-            )
-    with open(out / "clips.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "case_id",
-                "clip_grade",
-                "predicted_grade",
-                "p_pivh",
-                "p_severe",
-                "frames",
-                "valid_frames",
-                "alert_frames",
-                "exam_grade",
-            ]
-        )
-        for case, r in zip(cases, clips, strict=True):
-            exam = getattr(case, "exam_grade", None)
-            w.writerow(
-                [
-                    case.case_id,
-                    int(case.clip_grade),
-                    r.clip_grade,
-                    f"{r.p_pivh:.5f}",
-                    f"{r.p_severe:.5f}",
-                    r.frames,
-                    r.valid_frames,
-                    r.alert_frames,
-                    "" if exam is None else int(exam),
-                ]
-            )
+@dataclass(frozen=True)
+class SetResult:
+    """One dataset's evaluation: its metrics.json and the arrays behind it."""
+
+    name: str
+    result: dict[str, Any]
+    cases: list[Any]
+    pred: Predictions
+    fa: summary.FrameArrays
+    ca: summary.ClipArrays
+    clips: list[Any]
+
+
+def write_outputs(out: Path, result: dict[str, Any], s: SetResult) -> None:
+    """metrics.json, frames.csv, clips.csv, the plots and report.html into ``out``."""
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_tables(out, s.cases, s.pred, s.fa, s.clips)
+    images = plots.write_plots(out, s.fa, s.ca, result)
+    (out / "report.html").write_text(render_report(result, images), encoding="utf-8")
+    summary.log_summary(result)
+    log.info("wrote %s", out / "report.html")
 
 
 def evaluate(
     bundle_path: str | Path,
-    data_dir: str | Path,
+    data_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     engine: str = "onnxruntime",
     n_bootstrap: int = 1000,
@@ -322,17 +281,19 @@ def evaluate(
     split: str | None = None,
     shifts: Sequence[Shift] = (),
 ) -> dict[str, Any]:
-    """Evaluate the bundle at ``bundle_path`` on the dataset ``data_dir``; returns metrics.json.
+    """Evaluate the bundle at ``bundle_path`` on ``data_dir``; returns metrics.json.
 
-    ``split`` keeps only the cases of that split (train, val, test); None
-    keeps every case. ``shifts`` re-render every decoded frame before the
-    engine sees it (a robustness check, see ``shifts``). Cached per-frame
-    outputs in OUT/predictions.npz are reused when the bundle hash, engine,
-    shifts and media files are unchanged (``reuse_predictions``).
+    ``data_dir`` is one dataset or several: with several, each gets its own
+    report in OUT/<dataset dir name>/ and OUT holds the pooled report over all
+    their clips (``pool``). ``split`` keeps only the cases of that split
+    (train, val, test); None keeps every case. ``shifts`` re-render every
+    decoded frame before the engine sees it (a robustness check, see
+    ``shifts``). Cached per-frame outputs in predictions.npz are reused when
+    the bundle hash, engine, shifts and media files are unchanged
+    (``reuse_predictions``).
     """
     from pivh_live.bundle import load_bundle, update_card_metrics
-    from pivh_live.dataset import read_dataset
-    from pivh_live.engines import create_engine
+    from pivh_live.evaluation.pool import pool_sets, set_names
 
     if n_bootstrap < 1 or batch_size < 1:
         raise ConfigError(
@@ -342,8 +303,52 @@ def evaluate(
         raise ConfigError(
             "--update-card writes the model's own metrics; drop it when evaluating with --shift"
         )
-    bundle_path, data_dir, out = Path(bundle_path), Path(data_dir), Path(out_dir)
+    dirs = [Path(data_dir)] if isinstance(data_dir, str | Path) else [Path(d) for d in data_dir]
+    if not dirs:
+        raise ConfigError("no dataset given; pass --data DIR (one or more)")
+    if len(dirs) > 1 and update_card:
+        raise ConfigError(
+            "--update-card writes one dataset's metrics into the card; evaluate that dataset "
+            "alone to update the card"
+        )
+    bundle_path, out = Path(bundle_path), Path(out_dir)
     bundle = load_bundle(bundle_path)
+    opts = {"engine": engine, "n_bootstrap": n_bootstrap, "seed": seed, "split": split}
+    if len(dirs) == 1:
+        one = _evaluate_one(bundle, dirs[0], out, batch_size, reuse_predictions, shifts, **opts)
+        write_outputs(out, one.result, one)
+        if update_card:
+            update_card_metrics(bundle_path, summary.card_summary(one.result))
+            log.info("updated %s metrics", bundle_path / "model.json")
+        return one.result
+    sets = []
+    for name, d in zip(set_names(dirs), dirs, strict=True):
+        log.info("dataset %s -> %s", d, out / name)
+        one = _evaluate_one(bundle, d, out / name, batch_size, reuse_predictions, shifts, **opts)
+        write_outputs(out / name, one.result, one)
+        sets.append(dataclasses.replace(one, name=name))
+    pooled = pool_sets(sets, bundle, n_bootstrap, seed)
+    write_outputs(out, pooled.result, pooled)
+    return pooled.result
+
+
+def _evaluate_one(
+    bundle: Any,
+    data_dir: Path,
+    out: Path,
+    batch_size: int,
+    reuse_predictions: bool,
+    shifts: Sequence[Shift],
+    *,
+    engine: str,
+    n_bootstrap: int,
+    seed: int,
+    split: str | None,
+) -> SetResult:
+    """Score one dataset (or reuse OUT's cache) and compute its metrics; writes only the cache."""
+    from pivh_live.dataset import read_dataset
+    from pivh_live.engines import create_engine
+
     cases = list(read_dataset(data_dir).cases)
     if split is not None:
         cases = [c for c in cases if c.split == split]
@@ -390,6 +395,24 @@ def evaluate(
             )
     if dataset["overlap_with_training"]:
         log.warning("%s: metrics are optimistic", dataset["overlap_with_training"])
+    texts = [s.text for s in shifts]
+    result = build_result(bundle, dataset, fa, ca, clips, cases, engine, texts, n_bootstrap, seed)
+    return SetResult(data_dir.name, result, cases, pred, fa, ca, clips)
+
+
+def build_result(
+    bundle: Any,
+    dataset: dict[str, Any],
+    fa: summary.FrameArrays,
+    ca: summary.ClipArrays,
+    clips: list[Any],
+    cases: list[Any],
+    engine: str,
+    shifts: Sequence[str],
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The metrics.json document for clips ``ca`` and frames ``fa`` of ``dataset``."""
     clip = summary.clip_metrics(ca, bundle.thresholds, n_bootstrap, seed)
     clip["unassessable"]["case_ids"] = [
         c.case_id for c, r in zip(cases, clips, strict=True) if not r.assessable
@@ -400,7 +423,7 @@ def evaluate(
             clip["unassessable"]["n"],
             ", ".join(clip["unassessable"]["case_ids"][:10]),
         )
-    result: dict[str, Any] = {
+    return {
         "disclaimer": DISCLAIMER,
         "pivh_live_version": __version__,
         "model": {
@@ -415,7 +438,7 @@ def evaluate(
         "dataset": dataset,
         "settings": {
             "engine": engine,
-            "shifts": [s.text for s in shifts],
+            "shifts": list(shifts),
             "n_bootstrap": n_bootstrap,
             "seed": seed,
             "ci_level": 0.95,
@@ -427,16 +450,6 @@ def evaluate(
         "clip": clip,
         "frame": summary.frame_metrics(fa, bundle.thresholds, n_bootstrap, seed),
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    _write_tables(out, cases, pred, fa, clips)
-    images = plots.write_plots(out, fa, ca, result)
-    (out / "report.html").write_text(render_report(result, images), encoding="utf-8")
-    summary.log_summary(result)
-    log.info("wrote %s", out / "report.html")
-    if update_card:
-        update_card_metrics(bundle_path, summary.card_summary(result))
-        log.info("updated %s metrics", bundle_path / "model.json")
-    return result
 
 
 def evaluate_from_cli(args: argparse.Namespace) -> dict[str, Any]:

@@ -205,6 +205,41 @@ def _left_out(clip: Mapping[str, Any]) -> str:
     return f"; {n} with no valid frame left out" if n else ""
 
 
+def _parts_section(parts: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """The pooled datasets, one row each with its own headline numbers and report."""
+    if not parts:
+        return []
+    rows = []
+    for p in parts:
+        link = html.escape(str(p.get("report", "")))
+        rows.append(
+            f'<tr><td><a href="{link}">{html.escape(str(p.get("name")))}</a></td>'
+            + "".join(
+                f"<td>{html.escape(c)}</td>"
+                for c in (
+                    _text(p.get("seed")),
+                    _text(p.get("n_cases")),
+                    _num(p.get("clip_any_pivh_auc")),
+                    _num(p.get("clip_severe_sensitivity_at_spec_0_93")),
+                    _num(p.get("clip_grade_qwk")),
+                    f"{p.get('targets_met')} of {p.get('n_targets')}",
+                )
+            )
+            + "</tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "dataset", "seed", "clips", "clip AUC", "severe sens. at spec >= 0.93", "kappa",
+            "targets met",
+        )
+    )  # fmt: skip
+    return [
+        f"<h2>Datasets pooled ({len(parts)}; the metrics below are over all their clips)</h2>",
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>",
+    ]
+
+
 def render_report(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     """The report page for one evaluation; ``images`` maps a caption to PNG bytes."""
     model, data, settings = metrics["model"], metrics["dataset"], metrics["settings"]
@@ -245,6 +280,7 @@ def render_report(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -> st
                 ("overlap with training data", data.get("overlap_with_training") or "none found"),
             ]
         ),
+        *_parts_section(data.get("parts")),
         "<h2>Targets (clip level; facts, not tuned)</h2>",
         target_rows(metrics.get("targets", [])),
         f"<h2>Clip level (headline, n = {clip.get('n_clips')} clips{_left_out(clip)})</h2>",

@@ -269,3 +269,78 @@ def test_cli_shift_errors_are_one_line(
     err = capsys.readouterr().err
     assert rc != 0 and "unknown shift 'tint'" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def _copy_without(src: Path, dst: Path, drop: str, seed: int) -> Path:
+    """A copy of the tiny dataset without case ``drop``, under another phantom seed."""
+    shutil.copytree(src, dst)
+    with open(src / "labels.csv", newline="") as f:
+        rows = [r for r in csv.reader(f) if r[0] != drop]
+    with open(dst / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    for p in dst.glob(f"{drop}.*"):
+        p.unlink()
+    (dst / "phantom.json").write_text(json.dumps({"name": "tiny-set", "seed": seed}))
+    return dst
+
+
+def test_several_datasets_are_reported_each_and_pooled(
+    run: tuple[dict, Path, Path], tmp_path: Path
+) -> None:
+    from pivh_live.errors import ConfigError
+
+    result, _, bundle = run
+    a = Path(result["dataset"]["path"])
+    b = _copy_without(a, tmp_path / "b" / "data", "miss2", seed=8)  # same dir name as a
+    out = tmp_path / "pooled"
+    pooled = evaluate(bundle, [a, b], out, n_bootstrap=40, seed=1)
+    # one report per set, in a directory named after it (numbered on a clash)
+    each = json.loads((out / "data" / "metrics.json").read_text())
+    assert each["clip"] == result["clip"]
+    other = json.loads((out / "data-2" / "metrics.json").read_text())
+    assert other["clip"]["n_clips"] == 9 and other["dataset"]["seed"] == 8
+    assert other["clip"]["any_pivh"]["auc"]["value"] == pytest.approx(1.0)
+    # the pooled metrics are those of all 19 clips: 13 positives, 6 negatives, and
+    # the one miss ties with every negative
+    clip = pooled["clip"]
+    assert clip["n_clips"] == 19
+    assert clip["any_pivh"]["auc"]["value"] == pytest.approx(1 - 0.5 * 6 / (13 * 6))
+    cm = np.array(clip["grade"]["confusion"])
+    assert np.array_equal(
+        cm, np.array(result["clip"]["grade"]["confusion"]) + other["clip"]["grade"]["confusion"]
+    )
+    assert pooled["frame"]["n_frames"] == 19 * 18 and pooled["frame"]["n_cases"] == 19
+    data = pooled["dataset"]
+    assert data["n_cases"] == 19 and data["clip_grade_counts"] == [6, 4, 3, 4, 2]
+    assert [p["report"] for p in data["parts"]] == ["data/report.html", "data-2/report.html"]
+    assert [p["seed"] for p in data["parts"]] == [7, 8]
+    assert data["parts"][0]["clip_grade_qwk"] == result["clip"]["grade"]["qwk"]["value"]
+    with open(out / "clips.csv") as f:
+        ids = [r["case_id"] for r in csv.DictReader(f)]
+    assert len(ids) == 19 and ids[0] == "data/n0" and ids[-1] == "data-2/a4"
+    page = (out / "report.html").read_text()
+    assert "Datasets pooled (2" in page and 'href="data-2/report.html"' in page
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(pooled))
+    with pytest.raises(ConfigError, match="alone"):
+        evaluate(bundle, [a, b], tmp_path / "x", update_card=True)
+
+
+def test_cli_takes_several_datasets(
+    run: tuple[dict, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pivh_live.cli import main
+
+    result, _, bundle = run
+    a = Path(result["dataset"]["path"])
+    b = _copy_without(a, tmp_path / "other", "a4", seed=9)
+    out = tmp_path / "o"
+    rc = main(["-q", "evaluate", "--model", str(bundle), "--data", str(a), str(b),
+               "--out", str(out), "--bootstrap", "20"])  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["clip"]["n_clips"] == 19
+    assert (out / "data" / "report.html").is_file() and (out / "other" / "report.html").is_file()
+    rc = main(["-q", "evaluate", "--model", str(bundle), "--data", str(a), str(b),
+               "--out", str(tmp_path / "p"), "--update-card"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc != 0 and "alone" in err and "Traceback" not in err
