@@ -306,6 +306,11 @@ def evaluate(
     dirs = [Path(data_dir)] if isinstance(data_dir, str | Path) else [Path(d) for d in data_dir]
     if not dirs:
         raise ConfigError("no dataset given; pass --data DIR (one or more)")
+    seen: set[Path] = set()
+    for d in dirs:
+        if d.resolve() in seen:
+            raise ConfigError(f"{d} is given twice; pass each dataset once to pool them")
+        seen.add(d.resolve())
     if len(dirs) > 1 and update_card:
         raise ConfigError(
             "--update-card writes one dataset's metrics into the card; evaluate that dataset "

@@ -323,6 +323,8 @@ def test_several_datasets_are_reported_each_and_pooled(
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(pooled))
     with pytest.raises(ConfigError, match="alone"):
         evaluate(bundle, [a, b], tmp_path / "x", update_card=True)
+    with pytest.raises(ConfigError, match="twice"):  # its clips would count twice
+        evaluate(bundle, [a, b, a.parent / a.name], tmp_path / "y")
 
 
 def test_cli_takes_several_datasets(
