@@ -257,8 +257,9 @@ class SetResult:
     clips: list[Any]
 
 
-def write_outputs(out: Path, result: dict[str, Any], s: SetResult) -> None:
-    """metrics.json, frames.csv, clips.csv, the plots and report.html into ``out``."""
+def write_outputs(out: Path, s: SetResult) -> None:
+    """metrics.json, frames.csv, clips.csv, the plots and report.html of ``s`` into ``out``."""
+    result = s.result
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_tables(out, s.cases, s.pred, s.fa, s.clips)
     images = plots.write_plots(out, s.fa, s.ca, result)
@@ -321,7 +322,7 @@ def evaluate(
     opts = {"engine": engine, "n_bootstrap": n_bootstrap, "seed": seed, "split": split}
     if len(dirs) == 1:
         one = _evaluate_one(bundle, dirs[0], out, batch_size, reuse_predictions, shifts, **opts)
-        write_outputs(out, one.result, one)
+        write_outputs(out, one)
         if update_card:
             update_card_metrics(bundle_path, summary.card_summary(one.result))
             log.info("updated %s metrics", bundle_path / "model.json")
@@ -330,10 +331,10 @@ def evaluate(
     for name, d in zip(set_names(dirs), dirs, strict=True):
         log.info("dataset %s -> %s", d, out / name)
         one = _evaluate_one(bundle, d, out / name, batch_size, reuse_predictions, shifts, **opts)
-        write_outputs(out / name, one.result, one)
+        write_outputs(out / name, one)
         sets.append(dataclasses.replace(one, name=name))
     pooled = pool_sets(sets, bundle, n_bootstrap, seed)
-    write_outputs(out, pooled.result, pooled)
+    write_outputs(out, pooled)
     return pooled.result
 
 
