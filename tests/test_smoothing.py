@@ -217,6 +217,28 @@ def test_worst_grade_needs_a_sustained_grade_not_a_spike() -> None:
     assert [k.grade for k in summary.keyframes] == [1, 2]
 
 
+def test_best_evidence_is_the_frame_that_built_the_grade_not_a_later_one() -> None:
+    # A sweep passes a bleed in 0.68 s; the averaged evidence outlasts it, so the
+    # display reaches IV (grade_min_s after the run began) when the frames on
+    # screen no longer show it. The reviewer's frame must be one that did.
+    sm = TemporalSmoother(SmoothingConfig.from_thresholds(0.5, 0.5, ema_tau_s=0.3))
+    feed(sm, 0, 1000, 40, score_cum(0.05))
+    for i, t in enumerate(range(1000, 1680, 40)):
+        sm.update(t * MS, score_cum(0.99, 0.98, 0.97, 0.9 + 0.001 * i), seq=t // 40)
+    after = feed(sm, 1680, 3000, 40, score_cum(0.2, 0.1, 0.05, 0.02))
+    summary = sm.summary()
+    assert summary.worst_grade == 4
+    assert summary.worst_grade_t_ns >= 1680 * MS  # shown only after the bleed was passed
+    assert any(s.grade == 4 for s in after)
+    best = summary.best_evidence
+    assert best is not None and best.grade == 4
+    assert 1000 * MS <= best.t_ns < 1680 * MS and best.seq == best.t_ns // MS // 40
+    assert best.p > 0.9
+    worst_keys = [k for k in summary.keyframes if k.grade == 4]
+    assert worst_keys == [best]
+    assert [k.t_ns for k in summary.keyframes] == sorted(k.t_ns for k in summary.keyframes)
+
+
 def test_keyframes_are_bounded_and_keep_worst_peaks() -> None:
     cfg = raw(max_keyframes=4, onset_min_s=0.0, offset_min_s=0.0, grade_min_s=0.0)
     sm = TemporalSmoother(cfg)

@@ -137,6 +137,10 @@ class TemporalSmoother:
         # continuously >= g (`_up_since`) and <= g (`_down_since`).
         self._up_since: list[int | None] = [None] * N_GRADES
         self._down_since: list[int | None] = [None] * N_GRADES
+        # Per level g: the frame with the highest own P(grade >= g) since the
+        # candidate last became >= g, so the evidence that raised the display
+        # is kept (the display rises grade_min_s after it, often past it).
+        self._run_best: list[Evidence | None] = [None] * N_GRADES
         self._stable: int | None = None
         self._grade: int | None = None
         self._no_valid = False
@@ -201,7 +205,7 @@ class TemporalSmoother:
             worst_grade=self._worst,
             worst_grade_t_ns=self._worst_t,
             best_evidence=self._best,
-            keyframes=tuple(e for _, e in self._keyframes),
+            keyframes=tuple(sorted((e for _, e in self._keyframes), key=lambda e: e.t_ns)),
             alert_spans=tuple(spans),
             n_alert_onsets=self._n_onsets,
             frames=self._frames,
@@ -243,6 +247,7 @@ class TemporalSmoother:
             self._pending_since = None
             self._up_since = [None] * N_GRADES
             self._down_since = [None] * N_GRADES
+            self._run_best = [None] * N_GRADES
         self._frozen = frozen
 
         valid = probs is not None and p_valid >= self.config.valid_threshold
@@ -323,6 +328,7 @@ class TemporalSmoother:
                 self._pending_since = None
 
         self._update_stable(t, cand)
+        self._track_runs(t, probs)
 
         # Grade > 0 exactly while the alert is on, so the display never pairs
         # an alert with "grade 0" or a grade with no alert.
@@ -367,10 +373,24 @@ class TemporalSmoother:
         elif held_hi < self._stable:
             self._stable = held_hi
 
+    def _track_runs(self, t: int, probs: tuple[float, ...]) -> None:
+        """Keep, per level, the best own evidence of the candidate's current run at or above it."""
+        up, best = self._up_since, self._run_best
+        own = 0.0
+        for g in range(N_GRADES - 1, 0, -1):
+            own += probs[g]
+            if up[g] is None:
+                best[g] = None
+            elif best[g] is None or own > best[g].p:  # type: ignore[union-attr]
+                best[g] = Evidence(self._seq, t, g, own)
+
     def _record(self, t: int, probs: tuple[float, ...], grade: int, onset: bool) -> None:
         if grade > self._worst:
             self._worst, self._worst_t = grade, t
-            self._best = Evidence(self._seq, t, grade, math.fsum(probs[grade:]))
+            p = math.fsum(probs[grade:])
+            run = self._run_best[grade]
+            # The frames that built the evidence for this grade came before it was shown.
+            self._best = run if run is not None and run.p > p else Evidence(self._seq, t, grade, p)
             self._add_keyframe(True, self._best)
         elif grade == self._worst and grade > 0:
             p = math.fsum(probs[grade:])
