@@ -47,6 +47,15 @@ def configure(p: argparse.ArgumentParser) -> None:
         "(docs/evaluation.md). " + describe(),
     )
     p.add_argument(
+        "--gallery",
+        type=int,
+        default=12,
+        metavar="N",
+        help="show the N clips whose grade disagrees most with the label, a frame each, in "
+        "the report and OUT/disagreements/ (images from the dataset, private to you; "
+        "0: none; default 12)",
+    )
+    p.add_argument(
         "--update-card", action="store_true", help="write the metrics into the bundle's model.json"
     )
 

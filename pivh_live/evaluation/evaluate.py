@@ -25,6 +25,7 @@ from pivh_live import DISCLAIMER, __version__
 from pivh_live.errors import ConfigError, DatasetError, EngineError
 from pivh_live.evaluation import metrics as m
 from pivh_live.evaluation import plots, summary
+from pivh_live.evaluation.disagreements import DEFAULT_LIMIT, find_disagreements, write_gallery
 from pivh_live.evaluation.report import render_report
 from pivh_live.evaluation.shifts import Shift, apply_shifts, parse_shift
 from pivh_live.evaluation.tables import write_tables
@@ -257,13 +258,30 @@ class SetResult:
     clips: list[Any]
 
 
-def write_outputs(out: Path, s: SetResult) -> None:
-    """metrics.json, frames.csv, clips.csv, the plots and report.html of ``s`` into ``out``."""
+def write_outputs(out: Path, s: SetResult, gallery: int = DEFAULT_LIMIT) -> None:
+    """metrics.json, frames.csv, clips.csv, the plots and report.html of ``s`` into ``out``.
+
+    ``gallery``: how many of the costliest grade disagreements to show with a
+    frame each (``disagreements``; 0: none). Their images are written private
+    to the user, and so is a report that embeds them.
+    """
+    from pivh_live.recording.files import write_private_bytes
+
     result = s.result
+    items = []
+    if gallery > 0:
+        items = find_disagreements(s.cases, s.pred, s.fa.visible_grade, s.clips, gallery)
+        items = write_gallery(out, s.cases, items)
+    result["clip"]["disagreements"] = [d.as_dict() for d in items]
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_tables(out, s.cases, s.pred, s.fa, s.clips)
     images = plots.write_plots(out, s.fa, s.ca, result)
-    (out / "report.html").write_text(render_report(result, images), encoding="utf-8")
+    pictures = {d.image: (out / d.image).read_bytes() for d in items if d.image}
+    page = render_report(result, images, pictures).encode("utf-8")
+    if pictures:
+        write_private_bytes(out / "report.html", page)
+    else:
+        (out / "report.html").write_bytes(page)
     summary.log_summary(result)
     log.info("wrote %s", out / "report.html")
 
@@ -281,6 +299,7 @@ def evaluate(
     reuse_predictions: bool = True,
     split: str | None = None,
     shifts: Sequence[Shift] = (),
+    gallery: int = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """Evaluate the bundle at ``bundle_path`` on ``data_dir``; returns metrics.json.
 
@@ -291,11 +310,14 @@ def evaluate(
     decoded frame before the engine sees it (a robustness check, see
     ``shifts``). Cached per-frame outputs in predictions.npz are reused when
     the bundle hash, engine, shifts and media files are unchanged
-    (``reuse_predictions``).
+    (``reuse_predictions``). ``gallery`` is the number of costliest grade
+    disagreements each report shows with a frame (0: none; ``disagreements``).
     """
     from pivh_live.bundle import load_bundle, update_card_metrics
     from pivh_live.evaluation.pool import pool_sets, set_names
 
+    if gallery < 0:
+        raise ConfigError(f"--gallery must be 0 or more, got {gallery}")
     if n_bootstrap < 1 or batch_size < 1:
         raise ConfigError(
             f"bootstrap resamples ({n_bootstrap}) and batch size ({batch_size}) must be >= 1"
@@ -322,7 +344,7 @@ def evaluate(
     opts = {"engine": engine, "n_bootstrap": n_bootstrap, "seed": seed, "split": split}
     if len(dirs) == 1:
         one = _evaluate_one(bundle, dirs[0], out, batch_size, reuse_predictions, shifts, **opts)
-        write_outputs(out, one)
+        write_outputs(out, one, gallery)
         if update_card:
             update_card_metrics(bundle_path, summary.card_summary(one.result))
             log.info("updated %s metrics", bundle_path / "model.json")
@@ -331,10 +353,10 @@ def evaluate(
     for name, d in zip(set_names(dirs), dirs, strict=True):
         log.info("dataset %s -> %s", d, out / name)
         one = _evaluate_one(bundle, d, out / name, batch_size, reuse_predictions, shifts, **opts)
-        write_outputs(out / name, one)
+        write_outputs(out / name, one, gallery)
         sets.append(dataclasses.replace(one, name=name))
     pooled = pool_sets(sets, bundle, n_bootstrap, seed)
-    write_outputs(out, pooled)
+    write_outputs(out, pooled, gallery)
     return pooled.result
 
 
@@ -469,4 +491,5 @@ def evaluate_from_cli(args: argparse.Namespace) -> dict[str, Any]:
         update_card=args.update_card,
         split=getattr(args, "split", None),
         shifts=[parse_shift(s) for s in getattr(args, "shift", None) or ()],
+        gallery=getattr(args, "gallery", DEFAULT_LIMIT),
     )

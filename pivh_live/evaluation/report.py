@@ -23,6 +23,8 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
  font-variant-numeric:tabular-nums}.pass{color:#11691b;font-weight:700}
 .fail{color:#b00020;font-weight:700}.plots img{width:32%;min-width:300px}
 .note{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
+.gallery{display:flex;flex-wrap:wrap;gap:.8em}.gallery figure{margin:0;max-width:340px}
+.gallery img{max-width:340px}.gallery figcaption{font-size:.85em}
 """
 
 
@@ -240,8 +242,17 @@ def _parts_section(parts: Sequence[Mapping[str, Any]] | None) -> list[str]:
     ]
 
 
-def render_report(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
-    """The report page for one evaluation; ``images`` maps a caption to PNG bytes."""
+def render_report(
+    metrics: Mapping[str, Any],
+    images: Mapping[str, bytes],
+    gallery: Mapping[str, bytes] | None = None,
+) -> str:
+    """The report page for one evaluation; ``images`` maps a caption to PNG bytes.
+
+    ``gallery`` maps each ``clip.disagreements`` image path to its PNG bytes.
+    """
+    from pivh_live.evaluation.disagreements import gallery_html
+
     model, data, settings = metrics["model"], metrics["dataset"], metrics["settings"]
     clip, frame = metrics["clip"], metrics.get("frame")
     title = f"pivh-live evaluation: {model.get('name')} {model.get('version')}"
@@ -299,6 +310,7 @@ def render_report(metrics: Mapping[str, Any], images: Mapping[str, bytes]) -> st
             alt = html.escape(caption)
             parts.append(f'<img alt="{alt}" title="{alt}" src="data:image/png;base64,{b64}">')
         parts.append("</div>")
+    parts.append(gallery_html(list(clip.get("disagreements") or []), dict(gallery or {})))
     parts.append(
         '<p class="note">AUC and QWK intervals: percentile bootstrap '
         f"({settings.get('n_bootstrap')} resamples, seed {settings.get('seed')}; frame level "

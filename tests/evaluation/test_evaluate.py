@@ -150,7 +150,10 @@ def test_outputs_written(run: tuple[dict, Path, Path]) -> None:
     pytest.importorskip("matplotlib")
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 5
-    assert page.count("data:image/png;base64,") == 5
+    # the five plots and miss2, the one clip graded wrong, in the disagreements gallery
+    assert page.count("data:image/png;base64,") == 6
+    assert [d["case_id"] for d in result["clip"]["disagreements"]] == ["miss2"]
+    assert (out / result["clip"]["disagreements"][0]["image"]).is_file()
 
 
 def test_card_updated_and_still_verifies(run: tuple[dict, Path, Path]) -> None:

@@ -1,0 +1,143 @@
+"""The costliest grade disagreements: which clips, which frame, private images, the report.
+
+The tiny real ONNX bundle reads only the mean brightness of a frame (grade g
+drawn at gray level 255 (g + 1) / 6), so which clips the model gets wrong,
+and by how much, is set by how each test clip is drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pipeline_fakes import make_tiny_bundle
+
+from pivh_live.errors import ConfigError
+from pivh_live.evaluation.evaluate import evaluate
+from pivh_live.media import write_video
+
+pytest.importorskip("onnx")
+
+FPS = 10.0
+# (case_id, clip_grade label, grade drawn in frames 8-19)
+CASES = [
+    ("over2", 1, 2), ("n0", 0, 0), ("miss2", 2, 0),
+    ("over4", 0, 4), ("a3", 3, 3), ("b4", 4, 4),
+]  # fmt: skip
+LESION_FRAME = 15  # miss2's mask is largest here
+
+
+def _level(grade: int) -> int:
+    return round(255 * (grade + 1) / 6)
+
+
+def _make_dataset(root: Path) -> Path:
+    """Frames 0-1 black (no brain), 2-7 normal, 8-19 the drawn grade; miss2 has masks."""
+    root.mkdir(parents=True)
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["case_id", "view", "clip_grade"])
+        for case_id, label, drawn in CASES:
+            w.writerow([case_id, "coronal", label])
+            levels = [0, 0] + [_level(0)] * 6 + [_level(drawn)] * 12
+            rng = np.random.default_rng(drawn)
+            frames = [
+                np.clip(lv + rng.integers(-1, 2, (40, 40)), 0, 255).astype(np.uint8)
+                for lv in levels
+            ]
+            write_video(root / f"{case_id}.mkv", frames, FPS, codec="ffv1")
+            visible = [-1, -1] + [0] * 6 + [label] * 12
+            with open(root / f"{case_id}.frames.csv", "w", newline="") as g:
+                fw = csv.writer(g)
+                fw.writerow(["frame", "visible_grade"])
+                fw.writerows(enumerate(visible))
+            if case_id == "miss2":
+                masks = np.zeros((20, 40, 40), dtype=bool)
+                for k in range(8, 20):
+                    r = 12 - abs(k - LESION_FRAME)  # grows to frame 15, then shrinks
+                    masks[k, 20 - r // 2 : 20 + r // 2, 20 - r // 2 : 20 + r // 2] = True
+                np.savez_compressed(root / f"{case_id}.masks.npz", masks=masks)
+    return root
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    base = tmp_path_factory.mktemp("disagree")
+    return make_tiny_bundle(base / "bundle"), _make_dataset(base / "data"), base
+
+
+def test_costliest_first_with_the_frame_behind_each(setup: tuple[Path, Path, Path]) -> None:
+    bundle, data, base = setup
+    out = base / "out"
+    result = evaluate(bundle, data, out, n_bootstrap=20, gallery=2)
+    items = result["clip"]["disagreements"]
+    # over4 costs (0-4)^2 = 16, miss2 (2-0)^2 = 4, over2 1: the limit keeps the first two.
+    assert [(d["case_id"], d["label"], d["shown"]) for d in items] == [
+        ("over4", 0, 4),
+        ("miss2", 2, 0),
+    ]
+    over, miss = items
+    assert over["weight"] == 1.0 and miss["weight"] == 0.25
+    # The over-call shows a frame that drove grade IV (drawn IV from frame 8 on).
+    assert over["why"] == "drove the grade"
+    assert 8 <= over["frame"] <= 19 and over["p_frame"] > 0.5
+    assert over["frame_label"] == 0
+    # The missed grade II shows the frame where its labelled lesion is largest.
+    assert miss["why"] == "largest lesion"
+    assert miss["frame"] == LESION_FRAME and miss["frame_label"] == 2
+    assert miss["t_s"] == pytest.approx(LESION_FRAME / FPS)
+    assert json.loads((out / "metrics.json").read_text())["clip"]["disagreements"] == items
+
+
+def test_images_are_private_and_in_the_report(setup: tuple[Path, Path, Path]) -> None:
+    bundle, data, base = setup
+    out = base / "out-images"
+    items = evaluate(bundle, data, out, n_bootstrap=20, gallery=3)["clip"]["disagreements"]
+    assert [d["case_id"] for d in items] == ["over4", "miss2", "over2"]
+    folder = out / "disagreements"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    import cv2
+
+    for d in items:
+        path = out / d["image"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        assert img.shape[0] == 240
+    miss = cv2.imread(str(out / items[1]["image"]), cv2.IMREAD_COLOR)
+    green = (miss[:, :, 1].astype(int) - miss[:, :, 2].astype(int)) > 60
+    assert green.any()  # the lesion outline
+    over = cv2.imread(str(out / items[0]["image"]), cv2.IMREAD_COLOR)
+    assert abs(float(over.mean()) - _level(4)) < 6  # the IV-bright frame, not a normal one
+    page = (out / "report.html").read_text()
+    assert stat.S_IMODE((out / "report.html").stat().st_mode) == 0o600
+    assert "Largest disagreements" in page
+    assert page.count('<figure><img alt="frame') == 3
+    assert "over4" in page and "label 0, shown IV" in page
+
+
+def test_gallery_zero_writes_no_images(setup: tuple[Path, Path, Path]) -> None:
+    bundle, data, base = setup
+    out = base / "out-none"
+    result = evaluate(bundle, data, out, n_bootstrap=20, gallery=0)
+    assert result["clip"]["disagreements"] == []
+    assert not (out / "disagreements").exists()
+    assert "Largest disagreements" not in (out / "report.html").read_text()
+    with pytest.raises(ConfigError, match="gallery"):
+        evaluate(bundle, data, base / "out-bad", gallery=-1)
+
+
+def test_pooled_gallery_ranks_across_sets(setup: tuple[Path, Path, Path]) -> None:
+    bundle, data, base = setup
+    other = base / "data-b"
+    shutil.copytree(data, other)
+    out = base / "out-pooled"
+    items = evaluate(bundle, [data, other], out, n_bootstrap=20, gallery=2)["clip"]["disagreements"]
+    assert [d["case_id"] for d in items] == ["data/over4", "data-b/over4"]
+    for d in items:
+        assert (out / d["image"]).is_file()
+    assert (out / "data" / "disagreements").is_dir()
