@@ -139,7 +139,7 @@ def find_disagreements(
 
 
 def _thumbnail(case: Any, frame: int) -> np.ndarray:
-    """The frame's image region, BGR, the lesion mask outlined, scaled to THUMB_HEIGHT rows."""
+    """The frame's image region (BGR with the lesion mask outlined), THUMB_HEIGHT rows high."""
     import cv2
 
     from pivh_live.dataset import load_frames, load_masks
@@ -147,14 +147,15 @@ def _thumbnail(case: Any, frame: int) -> np.ndarray:
     frames, _ = load_frames(case, max_frames=frame + 1)
     if len(frames) <= frame:
         raise DatasetError(f"case '{case.case_id}': frame {frame} could not be decoded again")
-    gray = frames[frame]
-    img = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    img = frames[frame]  # gray, unless a lesion outline is drawn (3x smaller PNGs)
     masks = load_masks(case)
-    if masks is not None and frame < len(masks) and masks[frame].shape == gray.shape:
+    if masks is not None and frame < len(masks) and masks[frame].shape == img.shape:
         contours, _ = cv2.findContours(
             masks[frame].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
         )
-        cv2.drawContours(img, contours, -1, (0, 200, 0), 1)
+        if contours:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+            cv2.drawContours(img, contours, -1, (0, 200, 0), 1)
     h, w = img.shape[:2]
     width = max(1, round(w * THUMB_HEIGHT / max(h, 1)))
     return cv2.resize(img, (width, THUMB_HEIGHT), interpolation=cv2.INTER_AREA)
@@ -181,7 +182,7 @@ def write_gallery(out: Path, cases: list[Any], items: list[Disagreement]) -> lis
             log.warning("disagreement %s: no image (%s)", item.case_id, exc)
             written.append(item)
             continue
-        ok, png = cv2.imencode(".png", img)
+        ok, png = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if not ok:
             written.append(item)
             continue
