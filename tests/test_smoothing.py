@@ -239,6 +239,29 @@ def test_best_evidence_is_the_frame_that_built_the_grade_not_a_later_one() -> No
     assert [k.t_ns for k in summary.keyframes] == sorted(k.t_ns for k in summary.keyframes)
 
 
+@pytest.mark.parametrize("interruption", ["gap", "freeze"])
+def test_evidence_from_before_a_gap_or_freeze_is_not_carried_over(interruption: str) -> None:
+    # A strong but short run (too short to raise the display), then a gap in the
+    # stream or a frozen picture, then a weaker run that does raise it: the
+    # worst grade's frame must come from the run that raised it.
+    sm = TemporalSmoother(SmoothingConfig.from_thresholds(0.5, 0.5, frozen_min_s=0.2))
+    iv_strong, iv_weak = score_cum(0.99, 0.99, 0.99, 0.99), score_cum(0.9, 0.85, 0.82, 0.8)
+    feed(sm, 0, 1000, 40, score_cum(0.05), motion=5.0)
+    feed(sm, 1000, 1320, 40, iv_strong, motion=5.0)  # the average passes 0.5 at ~1.2 s
+    if interruption == "gap":
+        resume = 1320 + 3000  # > gap_reset_s
+    else:
+        feed(sm, 1320, 2400, 40, iv_strong, motion=0.0)  # frozen from 1520 ms on
+        resume = 2400
+    feed(sm, resume, resume + 800, 40, iv_weak, motion=5.0)
+    feed(sm, resume + 800, resume + 2000, 40, score_cum(0.05), motion=5.0)
+    summary = sm.summary()
+    assert summary.worst_grade == 4
+    best = summary.best_evidence
+    assert best is not None and best.t_ns >= resume * MS
+    assert best.p == pytest.approx(0.8)
+
+
 def test_keyframes_are_bounded_and_keep_worst_peaks() -> None:
     cfg = raw(max_keyframes=4, onset_min_s=0.0, offset_min_s=0.0, grade_min_s=0.0)
     sm = TemporalSmoother(cfg)

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _NEARLY_FULL_BYTES = 16 * 1024 * 1024  # a write error with less than this free is a full disk
 DEFAULT_RETENTION = RetentionPolicy()
+# A finding's keyframe further than this from the frame it names is logged: the frame had
+# left the ring of buffered regions (the smoother's evidence can precede the finding).
+KEYFRAME_TOLERANCE_NS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,14 @@ class Recorder(BaseConsumer):
 
     def _finding(self, seq: int, t_ns: int, grade: int, p: float, kind: str) -> None:
         region = self._region_at(t_ns)
+        if region is not None and abs(region.t_capture_ns - t_ns) > KEYFRAME_TOLERANCE_NS:
+            log.warning(
+                "%s keyframe: frame %d is no longer buffered; keeping the nearest one (%.0f ms "
+                "away)",
+                kind,
+                seq,
+                abs(region.t_capture_ns - t_ns) / 1e6,
+            )
         if region is not None:
             seq, t_ns = region.seq, region.t_capture_ns
         self.session.add_finding(seq, t_ns, grade, p, kind)

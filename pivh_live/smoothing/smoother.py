@@ -376,12 +376,12 @@ class TemporalSmoother:
     def _track_runs(self, t: int, probs: tuple[float, ...]) -> None:
         """Keep, per level, the best own evidence of the candidate's current run at or above it."""
         up, best = self._up_since, self._run_best
-        own = 0.0
-        for g in range(N_GRADES - 1, 0, -1):
-            own += probs[g]
+        for g in range(1, N_GRADES):
             if up[g] is None:
                 best[g] = None
-            elif best[g] is None or own > best[g].p:  # type: ignore[union-attr]
+                continue
+            own = math.fsum(probs[g:])  # as in _record, so equal evidence compares equal
+            if best[g] is None or own > best[g].p:  # type: ignore[union-attr]
                 best[g] = Evidence(self._seq, t, g, own)
 
     def _record(self, t: int, probs: tuple[float, ...], grade: int, onset: bool) -> None:
@@ -394,7 +394,11 @@ class TemporalSmoother:
             self._add_keyframe(True, self._best)
         elif grade == self._worst and grade > 0:
             p = math.fsum(probs[grade:])
-            if self._best is None or p > self._best.p:
+            run = self._run_best[grade]
+            if run is not None and run.p > p:  # back at the worst grade: its run counts too
+                if self._best is None or run.p > self._best.p:
+                    self._best = run
+            elif self._best is None or p > self._best.p:
                 self._best = Evidence(self._seq, t, grade, p)
             if onset:
                 self._add_keyframe(False, Evidence(self._seq, t, grade, p))

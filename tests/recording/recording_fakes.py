@@ -25,13 +25,13 @@ META = SessionMeta(
 )
 
 
-def score_for(grade: int) -> Score:
-    """A confident score for ``grade`` (-1: no brain)."""
+def score_for(grade: int, p: float = 0.96) -> Score:
+    """A confident score for ``grade`` (-1: no brain): P(grade) ``p``, the rest 0.01 each."""
     probs = np.full(5, 0.01)
     if grade >= 0:
-        probs[grade] = 0.96
+        probs[grade] = p
     else:
-        probs[0] = 0.96
+        probs[0] = p
     return Score(probs / probs.sum(), 0.99 if grade >= 0 else 0.01, np.zeros((4, 4), np.float32))
 
 
@@ -52,14 +52,20 @@ def stream(
     size: tuple[int, int] = (48, 64),
     t0_ns: int = 10**12,
     seed: int = 0,
+    fading: bool = False,
 ) -> Iterator[tuple[RegionFrame, FrameResult]]:
-    """(region, result) per frame, on capture times ``t0_ns + i / fps``."""
+    """(region, result) per frame, on capture times ``t0_ns + i / fps``.
+
+    ``fading``: a lesion's score is strongest on its first frame and weakens
+    frame by frame, as when a sweep leaves the best view of it.
+    """
     smoother = TemporalSmoother()
     roi = Roi(0, 0, size[1], size[0])
     for i, g in enumerate(grades):
         t = t0_ns + round(i * 1e9 / fps)
         region = RegionFrame(i, t, i / fps, region_image(i, size, seed), roi, {"capture": t})
-        score = score_for(g)
+        run = next((k for k in range(i, -1, -1) if grades[k] != g), -1)
+        score = score_for(g, 0.96 - 0.01 * (i - run - 1) if fading and g > 0 else 0.96)
         state = smoother.update(t, score, None, i)
         result = FrameResult(i, t, i / fps, score, state, None, roi, {"capture": t, "smooth": t})
         yield region, result

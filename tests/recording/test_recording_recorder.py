@@ -79,6 +79,24 @@ def test_findings_and_keyframes_follow_the_smoother(tmp_path: Path) -> None:
         assert k.t_s == pytest.approx(k.seq / 30, abs=1e-6)
 
 
+def test_a_keyframe_that_left_the_ring_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The worst grade is shown grade_min_s after the frames that built it; its
+    # evidence frame is still buffered with the default 1.5 s ring, not with 0.1 s.
+    for ring_s, warned in ((1.5, False), (0.1, True)):
+        caplog.clear()
+        rec = _recorder(tmp_path / str(ring_s), ring_s=ring_s)
+        items = list(stream(GRADES, fading=True))
+        for region, result in items:
+            rec.on_result(region, result)
+        rec.close()
+        peak = items[-1][1].state.best_evidence
+        shown = next(r for _, r in items if r.state.worst_grade == 3)
+        assert shown.t_capture_ns - peak.t_ns > 100_000_000  # the evidence came first
+        assert ("worst_grade keyframe" in caplog.text) is warned
+
+
 def test_keyframes_are_bounded_but_worst_grades_kept(tmp_path: Path) -> None:
     rec = _recorder(tmp_path, max_keyframes=1)
     grades = ([0] * 90 + [1] * 40) * 3 + [0] * 90 + [4] * 40
