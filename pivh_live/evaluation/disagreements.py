@@ -8,10 +8,11 @@ confident first, and shows one frame of each:
 
 - an over-call (shown above the label): the frame that drove the grade, the
   smoother's ``best_evidence`` (the frame with the highest own P(grade >=
-  shown) among those displayed at that grade), as the live review shows it;
+  shown) among those that raised the display to that grade and those shown
+  at it; docs/smoothing.md), the frame the live review keeps for it;
 - an under-call: the frame where the labelled lesion is largest (the lesion
   masks), else the middle frame labelled with the clip's grade, else the
-  frame the model came closest on (highest own P(grade >= label)).
+  valid frame the model came closest on (highest own P(grade >= label)).
 
 Images are the case's image region as stored (the roi crop, so burned-in
 screen text is never shown), the lesion mask outlined in green where the
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from pivh_live.errors import DatasetError
+from pivh_live.errors import DatasetError, PivhError
 from pivh_live.frames import GRADE_NAMES
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def _confidence(label: int, shown: int, p_pivh: float, p_severe: float) -> float
 
 
 def _under_call_frame(
-    rows: np.ndarray, labels: np.ndarray, p_ge: np.ndarray, label: int, masks: np.ndarray | None
+    labels: np.ndarray, p_ge: np.ndarray, valid: np.ndarray, label: int, masks: np.ndarray | None
 ) -> tuple[int, str]:
     """Row offset (in the clip) of the frame to show for a missed grade, and why."""
     at_grade = np.flatnonzero(labels == label)
@@ -79,7 +80,8 @@ def _under_call_frame(
             return int(at_grade[int(np.argmax(area))]), "largest lesion"
     if at_grade.size:
         return int(at_grade[len(at_grade) // 2]), "labelled frame"
-    return int(np.argmax(p_ge)), "closest call"
+    seen = np.flatnonzero(valid) if valid.any() else np.arange(len(p_ge))
+    return int(seen[int(np.argmax(p_ge[seen]))]), "closest call"
 
 
 def find_disagreements(
@@ -89,6 +91,7 @@ def find_disagreements(
     clips: list[Any],
     limit: int = DEFAULT_LIMIT,
     *,
+    valid_threshold: float = 0.5,
     load_masks: bool = True,
 ) -> list[Disagreement]:
     """The ``limit`` assessable clips with the largest weighted disagreement, costliest first."""
@@ -118,7 +121,8 @@ def find_disagreements(
                     masks = read_masks(case)
                 except DatasetError as exc:
                     log.warning("case %s: masks not shown (%s)", case.case_id, exc)
-            at, why = _under_call_frame(rows, visible_grade[rows], p_ge, label, masks)
+            valid = pred.p_valid[rows] >= valid_threshold
+            at, why = _under_call_frame(visible_grade[rows], p_ge, valid, label, masks)
         frame_label = int(visible_grade[rows[at]])
         out.append(
             Disagreement(
@@ -161,8 +165,23 @@ def _thumbnail(case: Any, frame: int) -> np.ndarray:
     return cv2.resize(img, (width, THUMB_HEIGHT), interpolation=cv2.INTER_AREA)
 
 
+def clear_gallery(out: Path) -> None:
+    """Remove the images an earlier run left in OUT/disagreements/ (and the folder, if empty)."""
+    folder = out / GALLERY_DIR
+    if not folder.is_dir():
+        return
+    for old in folder.glob("[0-9][0-9]-*.png"):
+        old.unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def write_gallery(out: Path, cases: list[Any], items: list[Disagreement]) -> list[Disagreement]:
-    """PNG of each item's frame into OUT/disagreements/ (private); items with ``image`` set."""
+    """PNG of each item's frame into OUT/disagreements/ (private); items with ``image`` set.
+
+    An image that cannot be made (the media no longer decodes, a full disk)
+    is logged and left out; the evaluation's other outputs are still written.
+    """
     import dataclasses
 
     import cv2
@@ -178,15 +197,14 @@ def write_gallery(out: Path, cases: list[Any], items: list[Disagreement]) -> lis
         name = f"{k:02d}-{item.case_id.replace('/', '_')}.png"
         try:
             img = _thumbnail(by_id[item.case_id], item.frame)
-        except DatasetError as exc:
+            ok, png = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+            if not ok:
+                raise OSError("PNG encoding failed")
+            write_private_bytes(folder / name, png.tobytes())
+        except (PivhError, OSError, cv2.error) as exc:
             log.warning("disagreement %s: no image (%s)", item.case_id, exc)
             written.append(item)
             continue
-        ok, png = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        if not ok:
-            written.append(item)
-            continue
-        write_private_bytes(folder / name, png.tobytes())
         written.append(dataclasses.replace(item, image=f"{GALLERY_DIR}/{name}"))
     return written
 
@@ -231,6 +249,7 @@ __all__ = [
     "DEFAULT_LIMIT",
     "GALLERY_DIR",
     "Disagreement",
+    "clear_gallery",
     "find_disagreements",
     "gallery_html",
     "write_gallery",

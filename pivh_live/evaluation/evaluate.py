@@ -25,7 +25,12 @@ from pivh_live import DISCLAIMER, __version__
 from pivh_live.errors import ConfigError, DatasetError, EngineError
 from pivh_live.evaluation import metrics as m
 from pivh_live.evaluation import plots, summary
-from pivh_live.evaluation.disagreements import DEFAULT_LIMIT, find_disagreements, write_gallery
+from pivh_live.evaluation.disagreements import (
+    DEFAULT_LIMIT,
+    clear_gallery,
+    find_disagreements,
+    write_gallery,
+)
 from pivh_live.evaluation.report import render_report
 from pivh_live.evaluation.shifts import Shift, apply_shifts, parse_shift
 from pivh_live.evaluation.tables import write_tables
@@ -269,8 +274,12 @@ def write_outputs(out: Path, s: SetResult, gallery: int = DEFAULT_LIMIT) -> None
 
     result = s.result
     items = []
+    clear_gallery(out)  # images of an earlier run would no longer match its metrics
     if gallery > 0:
-        items = find_disagreements(s.cases, s.pred, s.fa.visible_grade, s.clips, gallery)
+        valid_thr = float(result["model"]["thresholds"].get("valid", 0.5))
+        items = find_disagreements(
+            s.cases, s.pred, s.fa.visible_grade, s.clips, gallery, valid_threshold=valid_thr
+        )
         items = write_gallery(out, s.cases, items)
     result["clip"]["disagreements"] = [d.as_dict() for d in items]
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -36,13 +36,15 @@ def _level(grade: int) -> int:
     return round(255 * (grade + 1) / 6)
 
 
-def _make_dataset(root: Path) -> Path:
+def _make_dataset(
+    root: Path, cases: list[tuple[str, int, int]] = CASES, frame_labels: bool = True
+) -> Path:
     """Frames 0-1 black (no brain), 2-7 normal, 8-19 the drawn grade; miss2 has masks."""
     root.mkdir(parents=True)
     with open(root / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["case_id", "view", "clip_grade"])
-        for case_id, label, drawn in CASES:
+        for case_id, label, drawn in cases:
             w.writerow([case_id, "coronal", label])
             levels = [0, 0] + [_level(0)] * 6 + [_level(drawn)] * 12
             rng = np.random.default_rng(drawn)
@@ -51,6 +53,8 @@ def _make_dataset(root: Path) -> Path:
                 for lv in levels
             ]
             write_video(root / f"{case_id}.mkv", frames, FPS, codec="ffv1")
+            if not frame_labels:
+                continue
             visible = [-1, -1] + [0] * 6 + [label] * 12
             with open(root / f"{case_id}.frames.csv", "w", newline="") as g:
                 fw = csv.writer(g)
@@ -141,3 +145,46 @@ def test_pooled_gallery_ranks_across_sets(setup: tuple[Path, Path, Path]) -> Non
     for d in items:
         assert (out / d["image"]).is_file()
     assert (out / "data" / "disagreements").is_dir()
+
+
+def test_rerun_removes_stale_images(setup: tuple[Path, Path, Path]) -> None:
+    bundle, data, base = setup
+    out = base / "out-rerun"
+    evaluate(bundle, data, out, n_bootstrap=20, gallery=3)
+    assert len(list((out / "disagreements").glob("*.png"))) == 3
+    items = evaluate(bundle, data, out, n_bootstrap=20, gallery=1)["clip"]["disagreements"]
+    assert sorted(p.name for p in (out / "disagreements").glob("*.png")) == ["01-over4.png"]
+    assert items[0]["image"] == "disagreements/01-over4.png"
+    evaluate(bundle, data, out, n_bootstrap=20, gallery=0)
+    assert not (out / "disagreements").exists()  # no patient images left behind
+
+
+def test_an_image_that_fails_loses_nothing_else(
+    setup: tuple[Path, Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pivh_live.errors import MediaError
+    from pivh_live.evaluation import disagreements
+
+    def broken(case: object, frame: int) -> None:
+        raise MediaError("cannot decode the clip again")
+
+    monkeypatch.setattr(disagreements, "_thumbnail", broken)
+    bundle, data, base = setup
+    out = base / "out-broken"
+    items = evaluate(bundle, data, out, n_bootstrap=20, gallery=2)["clip"]["disagreements"]
+    assert [d["image"] for d in items] == [None, None]
+    assert (out / "metrics.json").is_file() and (out / "clips.csv").is_file()
+    assert "Largest disagreements" in (out / "report.html").read_text()
+    assert "over4: no image (cannot decode the clip again)" in caplog.text
+
+
+def test_without_frame_labels_the_closest_valid_frame(setup: tuple[Path, Path, Path]) -> None:
+    bundle, _, base = setup
+    data = _make_dataset(base / "data-nolabels", [("n0", 0, 0), ("faint", 2, 1)], False)
+    out = base / "out-nolabels"
+    (item,) = evaluate(bundle, data, out, n_bootstrap=20)["clip"]["disagreements"]
+    assert (item["case_id"], item["label"], item["shown"]) == ("faint", 2, 1)
+    assert item["why"] == "closest call" and item["frame_label"] is None
+    assert 8 <= item["frame"] <= 19  # the grade-I frames come closest to II
