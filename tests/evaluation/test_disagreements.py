@@ -1,8 +1,8 @@
 """The costliest grade disagreements: which clips, which frame, private images, the report.
 
-The tiny real ONNX bundle reads only the mean brightness of a frame (grade g
-drawn at gray level 255 (g + 1) / 6), so which clips the model gets wrong,
-and by how much, is set by how each test clip is drawn.
+The tiny real ONNX bundle reads only the mean brightness of a frame
+(evaluation_fakes), so which clips the model gets wrong, and by how much, is
+set by how each test clip is drawn.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from evaluation_fakes import level, write_clip
 from pipeline_fakes import make_tiny_bundle
 
 from pivh_live.errors import ConfigError
 from pivh_live.evaluation.evaluate import evaluate
-from pivh_live.media import write_video
 
 pytest.importorskip("onnx")
 
@@ -32,34 +32,19 @@ CASES = [
 LESION_FRAME = 15  # miss2's mask is largest here
 
 
-def _level(grade: int) -> int:
-    return round(255 * (grade + 1) / 6)
-
-
 def _make_dataset(
     root: Path, cases: list[tuple[str, int, int]] = CASES, frame_labels: bool = True
 ) -> Path:
-    """Frames 0-1 black (no brain), 2-7 normal, 8-19 the drawn grade; miss2 has masks."""
+    """The clips of evaluation_fakes; miss2 also has lesion masks."""
     root.mkdir(parents=True)
     with open(root / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["case_id", "view", "clip_grade"])
         for case_id, label, drawn in cases:
             w.writerow([case_id, "coronal", label])
-            levels = [0, 0] + [_level(0)] * 6 + [_level(drawn)] * 12
-            rng = np.random.default_rng(drawn)
-            frames = [
-                np.clip(lv + rng.integers(-1, 2, (40, 40)), 0, 255).astype(np.uint8)
-                for lv in levels
-            ]
-            write_video(root / f"{case_id}.mkv", frames, FPS, codec="ffv1")
+            write_clip(root, case_id, label, drawn, FPS, frame_labels)
             if not frame_labels:
                 continue
-            visible = [-1, -1] + [0] * 6 + [label] * 12
-            with open(root / f"{case_id}.frames.csv", "w", newline="") as g:
-                fw = csv.writer(g)
-                fw.writerow(["frame", "visible_grade"])
-                fw.writerows(enumerate(visible))
             if case_id == "miss2":
                 masks = np.zeros((20, 40, 40), dtype=bool)
                 for k in range(8, 20):
@@ -116,7 +101,7 @@ def test_images_are_private_and_in_the_report(setup: tuple[Path, Path, Path]) ->
     green = (miss[:, :, 1].astype(int) - miss[:, :, 2].astype(int)) > 60
     assert green.any()  # the lesion outline
     over = cv2.imread(str(out / items[0]["image"]), cv2.IMREAD_COLOR)
-    assert abs(float(over.mean()) - _level(4)) < 6  # the IV-bright frame, not a normal one
+    assert abs(float(over.mean()) - level(4)) < 6  # the IV-bright frame, not a normal one
     page = (out / "report.html").read_text()
     assert stat.S_IMODE((out / "report.html").stat().st_mode) == 0o600
     assert "Largest disagreements" in page

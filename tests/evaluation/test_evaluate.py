@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from evaluation_fakes import write_clip
 from pipeline_fakes import make_tiny_bundle
 
 from pivh_live import DISCLAIMER
 from pivh_live.bundle import load_bundle, sha256_file
 from pivh_live.evaluation.evaluate import evaluate, frame_motion
-from pivh_live.media import write_video
 
 onnx = pytest.importorskip("onnx")
 
@@ -35,10 +35,6 @@ CASES = [
 ]  # fmt: skip
 
 
-def _level(grade: int) -> int:
-    return round(255 * (grade + 1) / 6)
-
-
 def _make_dataset(root: Path) -> Path:
     """Frames 0-1 black (no brain), 2-7 normal, 8-19 the drawn grade; lossless video."""
     root.mkdir(parents=True)
@@ -48,21 +44,7 @@ def _make_dataset(root: Path) -> Path:
         for case_id, label, drawn in CASES:
             exam = 4 if case_id == "a3" else label  # a sweep that missed the infarct
             w.writerow([case_id, "coronal", label, "test", exam])
-            levels = [0, 0] + [_level(0)] * 6 + [_level(drawn)] * 12
-            # +-1 gray-level noise keeps consecutive frames distinct (motion > 0.5);
-            # seeded by the drawn grade, so cases that look alike are byte-identical
-            # and their scores tie exactly.
-            rng = np.random.default_rng(drawn)
-            frames = [
-                np.clip(lv + rng.integers(-1, 2, (40, 40)), 0, 255).astype(np.uint8)
-                for lv in levels
-            ]
-            write_video(root / f"{case_id}.mkv", frames, FPS, codec="ffv1")
-            visible = [-1, -1] + [0] * 6 + [label] * 12
-            with open(root / f"{case_id}.frames.csv", "w", newline="") as g:
-                fw = csv.writer(g)
-                fw.writerow(["frame", "visible_grade"])
-                fw.writerows(enumerate(visible))
+            write_clip(root, case_id, label, drawn, FPS)
     (root / "phantom.json").write_text(json.dumps({"name": "tiny-set", "seed": 7}))
     return root
 
