@@ -24,9 +24,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prevalence",
-        choices=("balanced", "nicu"),
+        choices=("balanced", "nicu", "normal"),
         default="balanced",
-        help="grade mix: balanced (equal 0-IV) or nicu (KNN VLBW prevalence)",
+        help="grade mix: balanced (equal 0-IV), nicu (KNN VLBW prevalence) or "
+        "normal (grade 0 heads only)",
     )
     p.add_argument("--seconds", type=float, default=5.0, help="clip length (default 5)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")

@@ -47,6 +47,8 @@ PREVALENCE = {
     "balanced": (0.2, 0.2, 0.2, 0.2, 0.2),
     # Korean Neonatal Network, VLBW infants (docs/clinical background).
     "nicu": (0.578, 0.251, 0.070, 0.048, 0.055),
+    # Normal heads only: extra negatives for training, or a specificity set.
+    "normal": (1.0, 0.0, 0.0, 0.0, 0.0),
 }
 VIEWS = ("coronal", "sagittal")
 

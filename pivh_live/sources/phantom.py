@@ -47,7 +47,7 @@ def _grade(raw: str) -> int:
 OPTIONS = {
     "seed": nonnegative_int,
     "grade": _grade,
-    "prevalence": choice("balanced", "nicu"),
+    "prevalence": choice("balanced", "nicu", "normal"),
     "screen": boolean,
     "fps": positive_float,
     "seconds": positive_float,

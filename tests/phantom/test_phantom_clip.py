@@ -123,3 +123,13 @@ def test_lesions_in_acoustic_shadow_are_not_labelled(monkeypatch: pytest.MonkeyP
     assert all(lab.visible_grade == 0 for lab in hidden.labels)
     assert hidden.clip_grade == 0 and hidden.sweep_grades == (0, 0) and hidden.side == "none"
     assert hidden.spec.clip_grade == 3  # the exam grade of the head is unchanged
+
+
+def test_normal_prevalence_draws_normal_heads_with_the_traps() -> None:
+    """``normal`` gives grade 0 exams only; the unlabelled traps still appear (extra negatives)."""
+    rng = np.random.default_rng(1)
+    specs = [sample_case(rng, "normal") for _ in range(300)]
+    assert {(s.grade_left, s.grade_right, s.clip_grade) for s in specs} == {(0, 0, 0)}
+    assert {s.side for s in specs} == {"none"}
+    blush = np.mean(["blush" in s.traps for s in specs])
+    assert 0.2 < blush < 0.4
