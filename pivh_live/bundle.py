@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,11 @@ SCHEMA = "pivh-live-bundle/1"
 # A card whose input norm is not "none" says /2, so a pivh-live from before norms
 # refuses it instead of feeding the model pictures divided by 255.
 SCHEMA_NORM = "pivh-live-bundle/2"
-SCHEMAS: tuple[str, ...] = (SCHEMA, SCHEMA_NORM)
+# A card with grade logit offsets (a prior correction) says /3, so a pivh-live from
+# before offsets refuses it instead of showing uncorrected grades against its thresholds.
+SCHEMA_OFFSETS = "pivh-live-bundle/3"
+SCHEMAS: tuple[str, ...] = (SCHEMA, SCHEMA_NORM, SCHEMA_OFFSETS)
+N_GRADES = 5
 ONNX_FILE = "model.onnx"
 CARD_FILE = "model.json"
 TORCH_FILE = "model.pt"
@@ -89,6 +94,8 @@ class ModelBundle:
     fit: str = "letterbox"  # how a region fills the square input (pivh_live.preprocess.FITS)
     tta: str = "none"  # test-time augmentation every engine applies (TTAS)
     norm: str = "none"  # how gray levels become input values (pivh_live.preprocess.NORMS)
+    #: added to grade_logits before the softmax by every engine (a prior correction), or None
+    grade_logit_offsets: tuple[float, ...] | None = None
 
     @property
     def onnx_sha256(self) -> str:
@@ -140,10 +147,11 @@ def make_card(
     software: Mapping[str, str],
     model_config: Mapping[str, Any] | None = None,
     export: Mapping[str, Any] | None = None,
+    grade_logit_offsets: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """The model.json card (MONAI-bundle style) for a PivhNet export."""
-    return {
-        "schema": SCHEMA if norm == "none" else SCHEMA_NORM,
+    card = {
+        "schema": card_schema(norm, grade_logit_offsets),
         "name": name,
         "version": version,
         "created": created,
@@ -193,6 +201,43 @@ def make_card(
         "export": dict(export or {}),
         "references": [dict(r) for r in REFERENCES],
     }
+    if grade_logit_offsets is not None:
+        set_grade_logit_offsets(card, grade_logit_offsets)
+    return card
+
+
+def card_schema(norm: str, grade_logit_offsets: Sequence[float] | None) -> str:
+    """The oldest schema that can carry these settings (older readers refuse what they lack)."""
+    if grade_logit_offsets is not None:
+        return SCHEMA_OFFSETS
+    return SCHEMA if norm == "none" else SCHEMA_NORM
+
+
+def set_grade_logit_offsets(card: dict[str, Any], offsets: Sequence[float]) -> None:
+    """Write prior-correction offsets into a card's grade_logits output (and bump its schema)."""
+    values = check_logit_offsets(list(offsets))
+    assert values is not None
+    grade = next(o for o in card["outputs"] if o.get("name") == "grade_logits")
+    grade["logit_offsets"] = list(values)
+    grade["description"] = (
+        "Papile grade visible in the frame; softmax(grade_logits + logit_offsets) gives "
+        "probabilities (logit_offsets: a prior correction, docs/model_bundle.md)"
+    )
+    card["schema"] = SCHEMA_OFFSETS
+
+
+def check_logit_offsets(offsets: Any) -> tuple[float, ...] | None:
+    """A card's grade logit offsets as a tuple, None when absent; ValueError when malformed."""
+    if offsets is None:
+        return None
+    if not isinstance(offsets, (list, tuple)) or len(offsets) != N_GRADES:
+        raise ValueError(f"must be a list of {N_GRADES} numbers")
+    values = []
+    for v in offsets:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"must be {N_GRADES} finite numbers")
+        values.append(float(v))
+    return tuple(values)
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
@@ -282,6 +327,18 @@ def _check_card(card: dict[str, Any], card_path: Path) -> None:
         raise ModelBundleError(
             f"{card_path} declares test-time augmentation {tta!r}; this pivh-live knows "
             f"{list(TTAS)} - upgrade pivh-live or re-export the bundle"
+        )
+    grade_out = card["outputs"][0]
+    try:
+        offsets = check_logit_offsets(grade_out.get("logit_offsets"))
+    except ValueError as e:
+        raise ModelBundleError(
+            f"{card_path}: grade_logits logit_offsets {e}; re-export or recalibrate the bundle"
+        ) from e
+    if offsets is not None and card.get("schema") != SCHEMA_OFFSETS:
+        raise ModelBundleError(
+            f"{card_path} has grade logit offsets but schema {card.get('schema')!r}, not "
+            f"{SCHEMA_OFFSETS!r}; the card was edited by hand - recalibrate the bundle"
         )
     shapes = [card["input"].get("shape")] + [o.get("shape") for o in card["outputs"]]
     if not _contract_shapes(shapes):
@@ -392,6 +449,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
         fit=str(card["input"].get("fit", "letterbox")),
         tta=str(card["input"].get("tta", "none")),
         norm=str(card["input"].get("norm", "none")),
+        grade_logit_offsets=check_logit_offsets(card["outputs"][0].get("logit_offsets")),
     )
 
 

@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pivh_live.commands.train", "train the PIVH network on a dataset"),
     "evaluate": ("pivh_live.commands.evaluate", "evaluate a model bundle on a dataset"),
     "export": ("pivh_live.commands.export", "export a checkpoint to a model bundle"),
+    "recalibrate": (
+        "pivh_live.commands.recalibrate",
+        "correct a bundle's grades to a deployment's prevalence, re-pick its thresholds",
+    ),
     "analyze": ("pivh_live.commands.analyze", "analyse recorded clips offline"),
     "run": ("pivh_live.commands.run", "run the live analyser"),
     "review": ("pivh_live.commands.review", "serve recorded sessions in a browser"),

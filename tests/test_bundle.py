@@ -8,10 +8,12 @@ from pivh_live.bundle import (
     CARD_FILE,
     ONNX_FILE,
     SCHEMA,
+    SCHEMA_OFFSETS,
     TORCH_FILE,
     load_bundle,
     make_card,
     read_card,
+    set_grade_logit_offsets,
     sha256_file,
     update_card_metrics,
     write_json_atomic,
@@ -261,3 +263,39 @@ def test_norm_defaults_to_none_and_unknown_is_refused(bundle_dir):
     rewrite_card(bundle_dir, input={**card["input"], "norm": "zscore"})
     with pytest.raises(ModelBundleError, match=r"norm 'zscore'.*upgrade pivh-live or re-export"):
         load_bundle(bundle_dir)
+
+
+def test_grade_logit_offsets_need_their_schema_and_five_finite_numbers(bundle_dir):
+    assert load_bundle(bundle_dir).grade_logit_offsets is None
+    card = json.loads((bundle_dir / CARD_FILE).read_text())
+    set_grade_logit_offsets(card, [0.0, -0.5, -1.0, -1.5, -1.25])
+    assert card["schema"] == SCHEMA_OFFSETS
+    (bundle_dir / CARD_FILE).write_text(json.dumps(card))
+    assert load_bundle(bundle_dir).grade_logit_offsets == (0.0, -0.5, -1.0, -1.5, -1.25)
+    rewrite_card(bundle_dir, schema=SCHEMA)  # an older reader must not drop the correction
+    with pytest.raises(ModelBundleError, match="offsets but schema"):
+        load_bundle(bundle_dir)
+    for bad in ([0.0, 1.0], [0.0, 1.0, 2.0, 3.0, float("nan")], [0, 1, 2, True, 4], "0 1 2 3 4"):
+        card["outputs"][0]["logit_offsets"] = bad
+        (bundle_dir / CARD_FILE).write_text(json.dumps(card))
+        with pytest.raises(ModelBundleError, match="logit_offsets must be"):
+            load_bundle(bundle_dir)
+
+
+def test_make_card_with_offsets_says_so_in_schema_and_description():
+    card = make_card(
+        name="x",
+        version="1",
+        created="2025-01-01T00:00:00+00:00",
+        input_size=SIZE,
+        heatmap_size=HEATMAP,
+        thresholds={"pivh": 0.5, "severe": 0.5, "valid": 0.5},
+        metrics={},
+        dataset={},
+        sha256={ONNX_FILE: "0" * 64},
+        software={},
+        grade_logit_offsets=[0, -1, -1, -1, -1],
+    )
+    assert card["schema"] == SCHEMA_OFFSETS
+    assert card["outputs"][0]["logit_offsets"] == [0.0, -1.0, -1.0, -1.0, -1.0]
+    assert "logit_offsets" in card["outputs"][0]["description"]

@@ -41,9 +41,18 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return np.where(logits >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def scores_from_outputs(outputs: dict[str, np.ndarray]) -> list[Score]:
-    """Raw model outputs for a batch -> one Score per item (probabilities, float32)."""
-    grade = softmax(np.asarray(outputs["grade_logits"], dtype=np.float32), axis=1)
+def scores_from_outputs(
+    outputs: dict[str, np.ndarray], grade_logit_offsets: Sequence[float] | None = None
+) -> list[Score]:
+    """Raw model outputs for a batch -> one Score per item (probabilities, float32).
+
+    ``grade_logit_offsets`` (the bundle's prior correction, if any) are added to
+    the grade logits before the softmax.
+    """
+    logits = np.asarray(outputs["grade_logits"], dtype=np.float32)
+    if grade_logit_offsets is not None:
+        logits = logits + np.asarray(grade_logit_offsets, dtype=np.float32)
+    grade = softmax(logits, axis=1)
     valid = sigmoid(np.asarray(outputs["valid_logit"], dtype=np.float32)).reshape(-1)
     heat = sigmoid(np.asarray(outputs["heatmap_logits"], dtype=np.float32))
     n = grade.shape[0]
@@ -117,21 +126,22 @@ class Engine(ABC):
         if n == 0:
             return []
         hflip = self.bundle.tta == "hflip"
+        offsets = self.bundle.grade_logit_offsets
         limit = self.max_batch or (2 * n if hflip else n)
         step = max(1, limit // 2) if hflip else limit
         scores: list[Score] = []
         for start in range(0, n, step):
             part = batch[start : start + step]
             if not hflip:
-                scores.extend(scores_from_outputs(self.infer(part)))
+                scores.extend(scores_from_outputs(self.infer(part), offsets))
                 continue
             mirror = part[..., ::-1]
             if 2 * len(part) <= limit:
-                both = scores_from_outputs(self.infer(np.concatenate([part, mirror])))
+                both = scores_from_outputs(self.infer(np.concatenate([part, mirror])), offsets)
                 plain, mirrored = both[: len(part)], both[len(part) :]
             else:  # an engine that takes one frame at a time
-                plain = scores_from_outputs(self.infer(part))
-                mirrored = scores_from_outputs(self.infer(np.ascontiguousarray(mirror)))
+                plain = scores_from_outputs(self.infer(part), offsets)
+                mirrored = scores_from_outputs(self.infer(np.ascontiguousarray(mirror)), offsets)
             scores.extend(average_mirrored(plain, mirrored))
         return scores
 

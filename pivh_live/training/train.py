@@ -266,24 +266,10 @@ def _load_data(
     progress: bool,
     train_only: Sequence[Path] = (),
 ) -> tuple[FrameSet, FrameSet, dict[str, Any]]:
-    from pivh_live.dataset import read_dataset, read_dataset_meta
-    from pivh_live.training.data import case_split, load_frameset, split_cases
+    from pivh_live.dataset import read_dataset_meta
+    from pivh_live.training.data import load_frameset
 
-    # Several directories train as one pool (case ids may repeat across them).
-    cases = [c for d in data_dirs for c in read_dataset(d).cases]
-    if val_dir is not None:
-        train_cases = [c for c in cases if case_split(c) != "test"]
-        val_all = read_dataset(Path(val_dir)).cases
-        val_cases = [c for c in val_all if case_split(c) != "test"]
-    else:
-        split_seed = config.seed if config.split_seed < 0 else config.split_seed
-        train_cases, val_cases = split_cases(cases, config.val_fraction, split_seed)
-    # Chosen after the split, so they never move a case between train and validation.
-    extra = [c for d in train_only for c in read_dataset(d).cases]
-    train_cases = train_cases + [c for c in extra if case_split(c) != "test"]
-    if not train_cases or not val_cases:
-        names = ", ".join(map(str, data_dirs))
-        raise DatasetError(f"{names}: need training and validation cases; add cases")
+    train_cases, val_cases = training_cases(config, data_dirs, val_dir, train_only)
     size = config.model.input_size
     workers = config.decode_workers
     fit = config.model.fit
@@ -319,6 +305,34 @@ def _load_data(
         "train_only_meta": [read_dataset_meta(d) for d in train_only],
     }
     return train_set, val_set, info
+
+
+def training_cases(
+    config: TrainConfig,
+    data_dirs: Sequence[Path],
+    val_dir: str | Path | None = None,
+    train_only: Sequence[Path] = (),
+) -> tuple[list[Any], list[Any]]:
+    """The (training, validation) cases a run with these arguments uses, in order."""
+    from pivh_live.dataset import read_dataset
+    from pivh_live.training.data import case_split, split_cases
+
+    # Several directories train as one pool (case ids may repeat across them).
+    cases = [c for d in data_dirs for c in read_dataset(d).cases]
+    if val_dir is not None:
+        train_cases = [c for c in cases if case_split(c) != "test"]
+        val_all = read_dataset(Path(val_dir)).cases
+        val_cases = [c for c in val_all if case_split(c) != "test"]
+    else:
+        split_seed = config.seed if config.split_seed < 0 else config.split_seed
+        train_cases, val_cases = split_cases(cases, config.val_fraction, split_seed)
+    # Chosen after the split, so they never move a case between train and validation.
+    extra = [c for d in train_only for c in read_dataset(d).cases]
+    train_cases = train_cases + [c for c in extra if case_split(c) != "test"]
+    if not train_cases or not val_cases:
+        names = ", ".join(map(str, data_dirs))
+        raise DatasetError(f"{names}: need training and validation cases; add cases")
+    return train_cases, val_cases
 
 
 def _build(config: TrainConfig, device: Any, n_train: int) -> tuple[Any, Any, Any, int]:

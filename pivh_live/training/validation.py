@@ -77,9 +77,20 @@ def validate(
     specificity) are those of the smoother run with the picked thresholds:
     the rule the bundle ships with.
     """
+    pred = predict(model, frames, device, tta=config.model.tta, norm=config.model.norm)
+    return validate_predictions(frames, pred, config)
+
+
+def validate_predictions(
+    frames: FrameSet, pred: dict[str, np.ndarray], config: TrainConfig
+) -> tuple[dict[str, float], dict[str, float]]:
+    """`validate` on given per-frame predictions ("grade_probs" (N, 5), "p_valid" (N,)).
+
+    Used by `validate` (the torch model in training) and by the prior
+    correction (`pivh_live.training.recalibrate`, a bundle's engine).
+    """
     from pivh_live.evaluation.metrics import confusion_matrix, quadratic_weighted_kappa
 
-    pred = predict(model, frames, device, tta=config.model.tta, norm=config.model.norm)
     metrics = frame_metrics(frames, pred)
     clips = clip_results(frames, pred)
     metrics.update(clips["metrics"])
