@@ -41,6 +41,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="new bundle directory (must not exist)")
     p.add_argument("--version", default=None, help="the new bundle's version")
     p.add_argument("--engine", default="onnxruntime", help="engine that scores validation")
+    p.add_argument(
+        "--val-frame-stride",
+        type=int,
+        default=1,
+        metavar="N",
+        help="score every N-th validation frame (default 1: every frame, as the display does)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
         train_only=args.train_only,
         version=args.version,
         engine=args.engine,
+        val_frame_stride=args.val_frame_stride,
     )
     logging.getLogger("pivh_live").info(
         "wrote %s %s to %s: thresholds %s, validation score %s (without the correction %s); "

@@ -6,8 +6,9 @@
    the bundle kept them (the same data, config and split) and the graded
    frames of a target dataset drawn at the deployment's prevalence;
 2. turns both into grade logit offsets (`pivh_live.training.prior`);
-3. scores the run's validation cases with the bundle's engine, without and
-   with the offsets, and re-picks the operating thresholds on the corrected
+3. scores the run's validation cases with the bundle's engine (every frame
+   by default, as the display smooths them; training validates every 4th),
+   without and with the offsets, and re-picks the operating thresholds on the corrected
    scores by the same rule training uses (`validation.validate_predictions`);
 4. writes a new bundle: the same weights (same hashes), a card with the
    offsets, the new thresholds, both validation results and where it came
@@ -55,9 +56,14 @@ def recalibrate(
     train_only: Sequence[str | Path] = (),
     version: str | None = None,
     engine: str = "onnxruntime",
+    val_frame_stride: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write the recalibrated bundle to ``out`` and return its card."""
+    """Write the recalibrated bundle to ``out`` and return its card.
+
+    The validation cases are scored at every ``val_frame_stride``-th frame;
+    1 (the default) smooths every frame, as the live display does.
+    """
     from pivh_live.dataset import read_dataset
     from pivh_live.training.data import load_frameset
     from pivh_live.training.train import training_cases
@@ -83,10 +89,12 @@ def recalibrate(
         target_counts.tolist(),
         offsets,
     )
+    if val_frame_stride < 1:
+        raise ConfigError(f"--val-frame-stride must be at least 1, not {val_frame_stride}")
     frames = load_frameset(
         val_cases,
         bundle.input_size,
-        config.val_frame_stride,
+        val_frame_stride,
         progress=progress,
         workers=config.decode_workers,
         fit=bundle.fit,
@@ -115,7 +123,7 @@ def recalibrate(
         "train_only": [str(d) for d in train_only],
         "val_data": str(val_dir) if val_dir is not None else None,
         "n_val_cases": len(val_cases),
-        "val_frame_stride": config.val_frame_stride,
+        "val_frame_stride": val_frame_stride,
         "engine": engine,
     }
     _write_bundle(bundle, out, card)
