@@ -106,6 +106,10 @@ def _cache_key(bundle: Any, engine: str, cases: list[Any], shifts: Sequence[Shif
         key["shifts"] = [s.text for s in shifts]
     if bundle.norm != "none":  # likewise: the card's norm changes what the engine scores
         key["norm"] = bundle.norm
+    if bundle.tta != "none":  # ... and so do its test-time augmentation
+        key["tta"] = bundle.tta
+    if bundle.grade_logit_offsets is not None:  # ... and a prior correction (same weights)
+        key["grade_logit_offsets"] = list(bundle.grade_logit_offsets)
     return json.dumps(key, sort_keys=True)
 
 

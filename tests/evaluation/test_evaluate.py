@@ -331,3 +331,23 @@ def test_cli_takes_several_datasets(
                "--out", str(tmp_path / "p"), "--update-card"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc != 0 and "alone" in err and "Traceback" not in err
+
+
+def test_a_recalibrated_copy_of_the_weights_is_scored_anew(
+    run: tuple[dict, Path, Path], tmp_path: Path
+) -> None:
+    """Same model.onnx, but a prior correction in the card: the cache must not be reused."""
+    from pivh_live.bundle import CARD_FILE, set_grade_logit_offsets, write_json_atomic
+
+    result, out, bundle = run
+    copy = tmp_path / "recal"
+    shutil.copytree(bundle, copy)
+    card = json.loads((copy / CARD_FILE).read_text())
+    set_grade_logit_offsets(card, [0.0, -3.0, -3.0, -3.0, -3.0])
+    write_json_atomic(copy / CARD_FILE, card)
+    reused = tmp_path / "out"
+    shutil.copytree(out, reused)  # its cache holds the uncorrected outputs
+    again = evaluate(copy, Path(result["dataset"]["path"]), reused, n_bootstrap=10, seed=1)
+    assert again["frame"] != result["frame"]
+    z = np.load(reused / "predictions.npz")
+    assert "grade_logit_offsets" in str(z["key"])
