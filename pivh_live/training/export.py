@@ -219,7 +219,7 @@ def software_versions() -> dict[str, str]:
     }
 
 
-def _publish(tmp: Path, out_dir: Path) -> None:
+def publish_bundle(tmp: Path, out_dir: Path) -> None:
     """Rename the finished bundle into place, replacing an older bundle there."""
     if not out_dir.exists():
         tmp.rename(out_dir)
@@ -299,7 +299,7 @@ def export_bundle(
         )
         write_json_atomic(tmp / CARD_FILE, card)
         load_bundle(tmp)  # the same checks every consumer runs
-        _publish(tmp, out_dir)
+        publish_bundle(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

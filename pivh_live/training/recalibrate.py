@@ -12,7 +12,8 @@
    scores by the same rule training uses (`validation.validate_predictions`);
 4. writes a new bundle: the same weights (same hashes), a card with the
    offsets, the new thresholds, both validation results and where it came
-   from. Evaluations of the old bundle do not carry over.
+   from. Evaluations of the old bundle do not carry over. Like `export`, it
+   replaces a bundle already at ``out`` only once the new one loads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import copy
 import dataclasses
 import logging
 import shutil
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,8 +72,12 @@ def recalibrate(
 
     bundle = load_bundle(model)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out} exists and is not empty; give a new --out directory")
+    if out.resolve() == bundle.path.resolve():
+        raise ConfigError(f"--out {out} is the bundle being recalibrated; give another directory")
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / CARD_FILE).exists())
+    ):
+        raise ConfigError(f"{out} exists and is not a model bundle; choose another --out")
     if bundle.grade_logit_offsets is not None:
         raise ModelBundleError(
             f"{bundle.path} is already recalibrated; recalibrate the bundle it came from"
@@ -127,7 +133,6 @@ def recalibrate(
         "engine": engine,
     }
     _write_bundle(bundle, out, card)
-    load_bundle(out)  # the new bundle must load like any other
     return card
 
 
@@ -200,10 +205,19 @@ def _new_card(
 
 
 def _write_bundle(bundle: ModelBundle, out: Path, card: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(bundle.onnx_path, out / ONNX_FILE)
-    if bundle.torch_path is not None:
-        shutil.copy2(bundle.torch_path, out / TORCH_FILE)
-    else:
-        card["sha256"].pop(TORCH_FILE, None)
-    write_json_atomic(out / CARD_FILE, card)
+    """Write beside ``out``, check it loads, then rename it into place (replacing a bundle)."""
+    from pivh_live.training.export import publish_bundle
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        shutil.copy2(bundle.onnx_path, tmp / ONNX_FILE)
+        if bundle.torch_path is not None:
+            shutil.copy2(bundle.torch_path, tmp / TORCH_FILE)
+        else:
+            card["sha256"].pop(TORCH_FILE, None)
+        write_json_atomic(tmp / CARD_FILE, card)
+        load_bundle(tmp)  # the new bundle must load like any other
+        publish_bundle(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

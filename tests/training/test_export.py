@@ -157,7 +157,7 @@ def test_publish_replaces_a_bundle_but_not_other_directories(tmp_path):
     new = tmp_path / ".b.tmp"
     new.mkdir()
     (new / CARD_FILE).write_text('{"new": true}')
-    export_mod._publish(new, old)
+    export_mod.publish_bundle(new, old)
     assert sorted(p.name for p in old.iterdir()) == [CARD_FILE]
     assert not new.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["b"]
     other = tmp_path / "notes"
@@ -165,7 +165,7 @@ def test_publish_replaces_a_bundle_but_not_other_directories(tmp_path):
     (other / "readme.txt").write_text("mine")
     new.mkdir()
     with pytest.raises(ModelBundleError, match="not a model bundle"):
-        export_mod._publish(new, other)
+        export_mod.publish_bundle(new, other)
     assert (other / "readme.txt").read_text() == "mine"
 
 

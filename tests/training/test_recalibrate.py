@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -164,13 +165,29 @@ def test_engines_of_the_new_bundle_add_the_offsets_before_the_softmax(setup: dic
 
 def test_recalibrate_refuses_what_it_cannot_do_right(setup: dict, tmp_path: Path) -> None:
     args = ([setup["data"]], [setup["target"]])
-    with pytest.raises(ConfigError, match="not empty"):
-        recalibrate(setup["bundle"], *args, setup["out"], _config(), progress=False)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "a.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a model bundle"):
+        recalibrate(setup["bundle"], *args, other, _config(), progress=False)
+    assert (other / "a.txt").read_text() == "mine"
+    with pytest.raises(ConfigError, match="is the bundle being recalibrated"):
+        recalibrate(setup["bundle"], *args, setup["bundle"], _config(), progress=False)
     with pytest.raises(ModelBundleError, match="already recalibrated"):
         recalibrate(setup["out"], *args, tmp_path / "again", _config(), progress=False)
     wrong = _config().replace(model=ModelConfig(input_size=2 * SIZE))
     with pytest.raises(ConfigError, match="input_size"):
         recalibrate(setup["bundle"], *args, tmp_path / "wrong", wrong, progress=False)
+
+
+def test_an_existing_bundle_at_out_is_replaced(setup: dict, tmp_path: Path) -> None:
+    out = tmp_path / "shipped"
+    shutil.copytree(setup["bundle"], out)
+    (out / "evaluation").mkdir()  # an old bundle's report goes with it
+    recalibrate(setup["bundle"], [setup["data"]], [setup["target"]], out, _config(), progress=False)
+    assert load_bundle(out).grade_logit_offsets is not None
+    assert not (out / "evaluation").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["shipped"]  # no temporary directory left
 
 
 def test_cli_reports_a_target_without_frame_labels_in_one_line(
