@@ -58,10 +58,8 @@ def tiny_onnx(path: Path, size: int = SIZE, heatmap: int = HEATMAP, grade_name="
     onnx.save(model, str(path))
 
 
-def write_bundle(root: Path, size: int = SIZE, heatmap: int = HEATMAP) -> Path:
-    root.mkdir(parents=True)
-    tiny_onnx(root / ONNX_FILE, size, heatmap)
-    card = make_card(
+def tiny_card(onnx_sha256: str, size: int = SIZE, heatmap: int = HEATMAP, **extra) -> dict:
+    return make_card(
         name="tiny",
         version="0.0.1",
         created="2025-01-01T00:00:00+00:00",
@@ -70,9 +68,16 @@ def write_bundle(root: Path, size: int = SIZE, heatmap: int = HEATMAP) -> Path:
         thresholds={"pivh": 0.4, "severe": 0.3, "valid": 0.5},
         metrics={"validation": {"auc": 0.9}},
         dataset={"dataset": {"seed": 1}},
-        sha256={ONNX_FILE: sha256_file(root / ONNX_FILE)},
+        sha256={ONNX_FILE: onnx_sha256},
         software={"pivh_live": "test"},
+        **extra,
     )
+
+
+def write_bundle(root: Path, size: int = SIZE, heatmap: int = HEATMAP) -> Path:
+    root.mkdir(parents=True)
+    tiny_onnx(root / ONNX_FILE, size, heatmap)
+    card = tiny_card(sha256_file(root / ONNX_FILE), size, heatmap)
     write_json_atomic(root / CARD_FILE, card)
     return root
 
@@ -283,19 +288,7 @@ def test_grade_logit_offsets_need_their_schema_and_five_finite_numbers(bundle_di
 
 
 def test_make_card_with_offsets_says_so_in_schema_and_description():
-    card = make_card(
-        name="x",
-        version="1",
-        created="2025-01-01T00:00:00+00:00",
-        input_size=SIZE,
-        heatmap_size=HEATMAP,
-        thresholds={"pivh": 0.5, "severe": 0.5, "valid": 0.5},
-        metrics={},
-        dataset={},
-        sha256={ONNX_FILE: "0" * 64},
-        software={},
-        grade_logit_offsets=[0, -1, -1, -1, -1],
-    )
+    card = tiny_card("0" * 64, grade_logit_offsets=[0, -1, -1, -1, -1])
     assert card["schema"] == SCHEMA_OFFSETS
     assert card["outputs"][0]["logit_offsets"] == [0.0, -1.0, -1.0, -1.0, -1.0]
     assert "logit_offsets" in card["outputs"][0]["description"]

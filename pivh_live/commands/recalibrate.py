@@ -15,20 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pivh_live.commands.train import add_data_options
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, required=True, help="the bundle to recalibrate")
-    p.add_argument("--data", type=Path, nargs="+", required=True, help="the training run's --data")
-    p.add_argument("--val-data", type=Path, default=None, help="the training run's --val-data")
-    p.add_argument(
-        "--train-only",
-        type=Path,
-        nargs="+",
-        default=[],
-        metavar="DIR",
-        help="the training run's --train-only",
-    )
-    p.add_argument("--config", type=Path, default=None, help="the training run's --config (JSON)")
+    add_data_options(p)  # the training run's --data, --val-data, --train-only, --config
     p.add_argument(
         "--target",
         type=Path,

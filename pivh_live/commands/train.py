@@ -12,6 +12,26 @@ from pathlib import Path
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    add_data_options(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/train"),
+        help="run directory for checkpoints and logs (default runs/train)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--resume", action="store_true", help="resume from OUT/last.pt")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: up to 2; use 1 on a busy machine)",
+    )
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """--data, --val-data, --train-only, --config: also given to `recalibrate` for the same run."""
     p.add_argument(
         "--data",
         type=Path,
@@ -39,21 +59,6 @@ def configure(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="JSON training config (defaults: see docs/training.md)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/train"),
-        help="run directory for checkpoints and logs (default runs/train)",
-    )
-    p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    p.add_argument("--resume", action="store_true", help="resume from OUT/last.pt")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: up to 2; use 1 on a busy machine)",
     )
 
 

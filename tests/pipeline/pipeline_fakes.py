@@ -72,18 +72,22 @@ def make_fake_engine() -> FakeEngine:
     return FakeEngine()
 
 
-def make_tiny_bundle(root: Path) -> Path:
-    """The same brightness model as a real ONNX bundle (GAP + Gemm), verified by load_bundle."""
+def make_tiny_bundle(root: Path, gain: float = _K, size: int = SIZE) -> Path:
+    """The same brightness model as a real ONNX bundle (GAP + Gemm), verified by load_bundle.
+
+    ``gain`` scales the grade logits: the default gives near one-hot
+    probabilities, a small one (e.g. 4) soft ones. ``size``: the square input.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [
-        numpy_helper.from_array((_K * _C).reshape(1, 5).astype(np.float32), "W"),
-        numpy_helper.from_array((-_K * _C * _C / 2).astype(np.float32), "b"),
+        numpy_helper.from_array((gain * _C).reshape(1, 5).astype(np.float32), "W"),
+        numpy_helper.from_array((-gain * _C * _C / 2).astype(np.float32), "b"),
         numpy_helper.from_array(np.array([[80.0]], np.float32), "vk"),
         numpy_helper.from_array(np.array([-4.0], np.float32), "vb"),
     ]
-    pool = [SIZE // HEAT] * 2
+    pool = [size // HEAT] * 2
     nodes = [
         helper.make_node("GlobalAveragePool", ["image"], ["gap"]),
         helper.make_node("Flatten", ["gap"], ["m"], axis=1),
@@ -96,7 +100,7 @@ def make_tiny_bundle(root: Path) -> Path:
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info("image", f, ["N", 1, SIZE, SIZE])],
+        [helper.make_tensor_value_info("image", f, ["N", 1, size, size])],
         [
             helper.make_tensor_value_info("grade_logits", f, ["N", 5]),
             helper.make_tensor_value_info("valid_logit", f, ["N", 1]),
@@ -110,7 +114,7 @@ def make_tiny_bundle(root: Path) -> Path:
     onnx.save(model, root / "model.onnx")
     card = make_card(
         name="tiny-brightness", version="0.0.1", created="2026-01-01T00:00:00Z",
-        input_size=SIZE, heatmap_size=HEAT, thresholds=THRESHOLDS, metrics={}, dataset={},
+        input_size=size, heatmap_size=HEAT, thresholds=THRESHOLDS, metrics={}, dataset={},
         sha256={"model.onnx": sha256_file(root / "model.onnx")}, software={},
     )  # fmt: skip
     write_json_atomic(root / "model.json", card)

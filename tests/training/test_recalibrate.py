@@ -8,17 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline_fakes import make_tiny_bundle
 
 from pivh_live import cli
-from pivh_live.bundle import (
-    CARD_FILE,
-    ONNX_FILE,
-    SCHEMA_OFFSETS,
-    load_bundle,
-    make_card,
-    sha256_file,
-    write_json_atomic,
-)
+from pivh_live.bundle import CARD_FILE, ONNX_FILE, SCHEMA_OFFSETS, load_bundle, sha256_file
 from pivh_live.engines import create_engine
 from pivh_live.errors import ConfigError, ModelBundleError
 from pivh_live.media import write_video
@@ -26,58 +19,13 @@ from pivh_live.training.config import ModelConfig, TrainConfig
 from pivh_live.training.prior import logit_offsets
 from pivh_live.training.recalibrate import recalibrate
 
-onnx = pytest.importorskip("onnx", reason="onnx is in the train extra (builds the tiny bundle)")
-from onnx import TensorProto, helper  # noqa: E402
+pytest.importorskip("onnx", reason="onnx is in the train extra (builds the tiny bundle)")
 
-SIZE, HEATMAP = 64, 8
+SIZE = 64  # the smallest input a training config allows
 N_FRAMES = 8
 # case_id, clip grade, split: every grade trains; validation has normal and bleeding clips
 CASES = [(f"t{g}{k}", g, "train") for g in range(5) for k in range(2)]
 CASES += [("v0", 0, "val"), ("v1", 0, "val"), ("v3", 3, "val"), ("v4", 4, "val")]
-
-
-def write_bundle(root: Path) -> Path:
-    """A hand-built graph with the bundle's I/O: grade logits = image mean x fixed weights."""
-    f = TensorProto.FLOAT
-    k = SIZE // HEATMAP
-    wg = helper.make_tensor("wg", f, [1, 5], [2.0, -1.0, 0.5, 1.0, 1.5])
-    graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["image"], ["gap"]),
-            helper.make_node("Flatten", ["gap"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "wg"], ["grade_logits"]),
-            helper.make_node("Identity", ["flat"], ["valid_logit"]),
-            helper.make_node(
-                "AveragePool", ["image"], ["heatmap_logits"], kernel_shape=[k, k], strides=[k, k]
-            ),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("image", f, ["N", 1, SIZE, SIZE])],
-        [
-            helper.make_tensor_value_info("grade_logits", f, ["N", 5]),
-            helper.make_tensor_value_info("valid_logit", f, ["N", 1]),
-            helper.make_tensor_value_info("heatmap_logits", f, ["N", 1, HEATMAP, HEATMAP]),
-        ],
-        initializer=[wg],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    root.mkdir(parents=True)
-    onnx.save(model, str(root / ONNX_FILE))
-    card = make_card(
-        name="tiny",
-        version="0.0.1",
-        created="2025-01-01T00:00:00+00:00",
-        input_size=SIZE,
-        heatmap_size=HEATMAP,
-        thresholds={"pivh": 0.4, "severe": 0.3, "valid": 0.5},
-        metrics={},
-        dataset={},
-        sha256={ONNX_FILE: sha256_file(root / ONNX_FILE)},
-        software={},
-    )
-    write_json_atomic(root / CARD_FILE, card)
-    return root
 
 
 def _write_case(root: Path, case_id: str, grade: int, seed: int) -> np.ndarray:
@@ -86,7 +34,7 @@ def _write_case(root: Path, case_id: str, grade: int, seed: int) -> np.ndarray:
     frames = np.clip(rng.rayleigh(30.0, (N_FRAMES, SIZE, SIZE)), 0, 255).astype(np.uint8)
     visible = np.zeros(N_FRAMES, dtype=int)
     if grade > 0:
-        frames[2:6, 20:40, 20:40] = 60 + 40 * grade
+        frames[2:6, 8:24, 8:24] = 60 + 40 * grade
         visible[2:6] = grade
     write_video(root / f"{case_id}.mp4", frames, 25.0)
     rows = ["frame,visible_grade,valid"] + [f"{t},{v},1" for t, v in enumerate(visible)]
@@ -121,7 +69,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     target_cases = [(f"n{k}", 0, "") for k in range(6)] + [(f"l{g}", g, "") for g in range(1, 5)]
     target, _ = _dataset(root / "target", target_cases)
     target_counts = np.array([6 * N_FRAMES + 4 * 4] + [4] * 4)
-    bundle = write_bundle(root / "tiny")
+    bundle = make_tiny_bundle(root / "tiny", gain=4.0, size=SIZE)  # soft probabilities
     out = root / "recal"
     card = recalibrate(bundle, [data], [target], out, _config(), version="0.0.2", progress=False)
     return {
@@ -145,7 +93,7 @@ def test_recalibrated_bundle_carries_the_offsets_and_the_same_weights(setup: dic
     pc = new.card["prior_correction"]
     assert pc["training_frames"] == setup["train_counts"].tolist()
     assert pc["target_frames"] == setup["target_counts"].tolist()
-    assert new.card["recalibrated_from"]["version"] == "0.0.1"
+    assert new.card["recalibrated_from"]["version"] == load_bundle(setup["bundle"]).version
     assert set(new.card["metrics"]) == {"validation", "validation_without_prior_correction"}
     assert 0.0 < new.thresholds["pivh"] < 1.0 and 0.0 < new.thresholds["severe"] < 1.0
 
