@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pivh_live.errors import ModelBundleError
+from pivh_live.frames import N_GRADES
 from pivh_live.preprocess import FITS, NORM_MIN_SPAN, NORM_TARGET, NORMS
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ SCHEMA_NORM = "pivh-live-bundle/2"
 # before offsets refuses it instead of showing uncorrected grades against its thresholds.
 SCHEMA_OFFSETS = "pivh-live-bundle/3"
 SCHEMAS: tuple[str, ...] = (SCHEMA, SCHEMA_NORM, SCHEMA_OFFSETS)
-N_GRADES = 5
 ONNX_FILE = "model.onnx"
 CARD_FILE = "model.json"
 TORCH_FILE = "model.pt"

@@ -30,7 +30,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="labelled dataset(s) at the deployment's prevalence: their graded frames give "
         "the target prior (they are only counted, never scored)",
     )
-    p.add_argument("--out", type=Path, required=True, help="new bundle directory (must not exist)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="bundle directory to write; a bundle already there is replaced once the new one loads",
+    )
     p.add_argument("--version", default=None, help="the new bundle's version")
     p.add_argument("--engine", default="onnxruntime", help="engine that scores validation")
     p.add_argument(

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from pivh_live.errors import DatasetError
-
-N_GRADES = 5
+from pivh_live.frames import N_GRADES
 
 
 def frame_grade_counts(cases: Sequence[Any], stride: int = 1) -> np.ndarray:
